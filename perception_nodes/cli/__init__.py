@@ -1,0 +1,1 @@
+"""The `ovp` command line."""

@@ -1,0 +1,65 @@
+"""`ovp`: one command line with subcommands.
+
+Each subcommand lives in its own module ``perception_nodes.cli.<module>`` exposing
+``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when
+their subcommand runs, so ``ovp bag-info`` does not pay for importing torch.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    'bag-info': ('bag_info', 'print topics, types, counts, rates and duration of a bag'),
+    'kitti-to-bag': ('kitti_to_bag', 'convert a KITTI / SemanticKITTI folder into a ROS 2 bag'),
+    'replay': ('replay', 'run the perception pipeline over a bag and write an output bag'),
+    'demo': ('demo', 'build sample bags and replay them (the README main job)'),
+    'export': ('export', 'export a student checkpoint to ONNX (and a TensorRT engine)'),
+}
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='ovp', description='Open-vocabulary 3D perception tools.')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        # Arguments are added lazily when this subcommand is selected (see main()).
+    return parser
+
+
+def _load(module: str):
+    return importlib.import_module(f'perception_nodes.cli.{module}')
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if argv and argv[0] in SUBCOMMANDS:
+        # Build the full parser for the chosen subcommand only.
+        name = argv[0]
+        module = _load(SUBCOMMANDS[name][0])
+        sub_parser = argparse.ArgumentParser(prog=f'ovp {name}', description=SUBCOMMANDS[name][1])
+        module.add_arguments(sub_parser)
+        args = sub_parser.parse_args(argv[1:])
+        try:
+            return int(module.run(args) or 0)
+        except CliError as exc:
+            print(f'ovp {name}: error: {exc}', file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f'ovp {name}: interrupted', file=sys.stderr)
+            return 130
+    parser.parse_args(argv)  # prints help / usage errors
+    return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ROS-free sensor I/O: message <-> numpy conversions, transforms, bags, KITTI."""

@@ -1,0 +1,1 @@
+"""rclpy nodes: the only place that imports ROS client libraries."""

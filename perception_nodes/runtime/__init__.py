@@ -1,0 +1,1 @@
+"""ROS-free cores of the nodes: synchronization bookkeeping, keep-latest workers, diagnostics."""

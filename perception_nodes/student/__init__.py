@@ -1,0 +1,1 @@
+"""3D student networks (LiDAR only) and their inference backends."""
