@@ -60,6 +60,9 @@ class CameraView:
     model: CameraModel
     T_cam_lidar: np.ndarray            # (4, 4) float64: lidar-frame points -> camera frame
     stamp_ns: int = 0
+    # Ground truth from the synthetic world, for evaluation and the oracle teacher only:
+    # 'class' / 'instance' (H, W) int rasters, 'depth' (H, W) float, 'visible' (N,) bool per LiDAR point.
+    truth: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.T_cam_lidar = np.asarray(self.T_cam_lidar, dtype=np.float64).reshape(4, 4)
