@@ -1,0 +1,134 @@
+"""A message factory, so one conversion code path builds messages for bags and for a live robot.
+
+Conversion functions (``pointcloud2.create_cloud``, ``image.rgb_to_image_msg``, ...) never import a
+message package; they ask a :class:`MessageTypes` for ``new('sensor_msgs/msg/PointCloud2', ...)``.
+Here (no ROS) that is :class:`RosbagsMessageTypes`, backed by a ``rosbags`` typestore; on a robot the
+nodes pass an rclpy-backed implementation with the same ``new`` method.
+
+Conventions for field values passed to ``new``: numeric arrays and sequences (``uint8[] data``,
+``float64[9] k``) are given as numpy arrays (or lists / bytes); an implementation converts them to
+its native representation (rosbags: numpy arrays of the field's dtype; rclpy: ``array.array``).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Protocol
+
+import numpy as np
+from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys.base import Nodetype
+
+__all__ = ['MessageTypes', 'RosbagsMessageTypes', 'default_message_types']
+
+# ROS primitive type -> numpy dtype (strings and bools handled apart).
+_NUMPY_TYPES: dict[str, str] = {
+    'int8': 'i1', 'uint8': 'u1', 'byte': 'u1', 'char': 'u1', 'int16': 'i2', 'uint16': 'u2',
+    'int32': 'i4', 'uint32': 'u4', 'int64': 'i8', 'uint64': 'u8', 'float32': 'f4', 'float64': 'f8',
+    'bool': '?', 'octet': 'u1',
+}
+
+
+class MessageTypes(Protocol):
+    """Builds ROS messages by type name, e.g. ``new('std_msgs/msg/Header', frame_id='map')``."""
+
+    def new(self, msgtype: str, **fields: Any) -> Any:
+        """A message of ``msgtype``; fields not given take their type defaults."""
+        ...
+
+
+class RosbagsMessageTypes:
+    """:class:`MessageTypes` backed by a rosbags typestore (ROS 2 Humble definitions by default).
+
+    Missing fields are filled by introspecting the typestore: numbers 0, strings '', nested messages
+    default-constructed, numeric sequences empty numpy arrays, fixed arrays zero-filled numpy arrays.
+    Lists / bytes given for numeric arrays are converted to numpy arrays of the field's dtype.
+    """
+
+    def __init__(self, store: Stores = Stores.ROS2_HUMBLE) -> None:
+        self.store = store
+        self.typestore = get_typestore(store)
+        self._specs: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+
+    def _spec(self, msgtype: str) -> list[tuple[str, tuple[Any, ...]]]:
+        spec = self._specs.get(msgtype)
+        if spec is None:
+            try:
+                _, fields = self.typestore.fielddefs[msgtype]
+            except KeyError:
+                raise ValueError(f'unknown message type {msgtype!r} in typestore {self.store.name}') from None
+            spec = [(name, desc) for name, desc in fields]
+            self._specs[msgtype] = spec
+        return spec
+
+    def new(self, msgtype: str, **fields: Any) -> Any:
+        spec = self._spec(msgtype)
+        names = {name for name, _ in spec}
+        unknown = sorted(set(fields) - names)
+        if unknown:
+            raise ValueError(f'{msgtype} has no field(s) {unknown}; fields are {[n for n, _ in spec]}')
+        values = {}
+        for name, desc in spec:
+            if name in fields:
+                values[name] = self._convert(desc, fields[name], f'{msgtype}.{name}')
+            else:
+                values[name] = self._default(desc)
+        return self.typestore.types[msgtype](**values)
+
+    def serialize(self, msg: Any, msgtype: str | None = None) -> bytes:
+        """CDR bytes of a rosbags message (what a ROS 2 bag stores)."""
+        msgtype = msgtype or msg.__msgtype__
+        return bytes(self.typestore.serialize_cdr(msg, msgtype))
+
+    def deserialize(self, data: bytes | memoryview, msgtype: str) -> Any:
+        """Inverse of :meth:`serialize`."""
+        return self.typestore.deserialize_cdr(data, msgtype)
+
+    # -- defaults and conversions ---------------------------------------------------------
+    def _default(self, desc: tuple[Any, ...]) -> Any:
+        kind, detail = desc
+        if kind == Nodetype.BASE:
+            return _base_default(detail[0])
+        if kind == Nodetype.NAME:
+            return self.new(detail)
+        (elem_kind, elem_detail), length = detail
+        if elem_kind == Nodetype.BASE and elem_detail[0] in _NUMPY_TYPES:
+            return np.zeros(length if kind == Nodetype.ARRAY else 0, dtype=_NUMPY_TYPES[elem_detail[0]])
+        if kind == Nodetype.ARRAY:
+            return [self._default((elem_kind, elem_detail)) for _ in range(length)]
+        return []
+
+    def _convert(self, desc: tuple[Any, ...], value: Any, where: str) -> Any:
+        kind, detail = desc
+        if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            (elem_kind, elem_detail), length = detail
+            if elem_kind == Nodetype.BASE and elem_detail[0] in _NUMPY_TYPES:
+                dtype = np.dtype(_NUMPY_TYPES[elem_detail[0]])
+                if isinstance(value, (bytes, bytearray, memoryview)):
+                    arr = np.frombuffer(value, dtype=np.uint8).view(dtype) if dtype.itemsize == 1 else \
+                        np.frombuffer(value, dtype=dtype)
+                else:
+                    arr = np.asarray(value)
+                    if arr.dtype != dtype:
+                        arr = arr.astype(dtype)
+                arr = arr.reshape(-1)
+                if kind == Nodetype.ARRAY and arr.size != length:
+                    raise ValueError(f'{where} needs exactly {length} values, got {arr.size}')
+                return arr
+            return list(value)
+        return value
+
+
+def _base_default(typename: str) -> Any:
+    if typename in ('string', 'wstring'):
+        return ''
+    if typename == 'bool':
+        return False
+    if typename.startswith('float'):
+        return 0.0
+    return 0
+
+
+@functools.lru_cache(maxsize=1)
+def default_message_types() -> RosbagsMessageTypes:
+    """The shared ROS 2 Humble :class:`RosbagsMessageTypes` (cached)."""
+    return RosbagsMessageTypes(Stores.ROS2_HUMBLE)
