@@ -1,0 +1,155 @@
+"""Fusion maths of the 2D→3D label transfer, on torch tensors (one code path for CPU and GPU).
+
+- ``FeatureAccumulator``: mean of the teacher features of the views that see a point, renormalised
+  (the multi-view aggregation of the label-free seed and of Affinity3D's visible-only transfer,
+  Affinity3D Eq. 11: only points whose visibility mask is set receive 2D knowledge).
+- ``classify``: cosine logits against the class text embeddings with a temperature, softmax, and an
+  "unknown" threshold on the winning probability (Affinity3D Eq. 2–3; CLIP zero-shot classification).
+- ``vote_segments``: instance voting, points of one class-agnostic segment share one label
+  (majority of the member labels, or the class of the segment's mean feature — Affinity3D Eq. 4
+  applied to the mean of the fused point features instead of a crop feature).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from perception_nodes.outputs import UNKNOWN_LABEL
+
+VOTING_MODES = ('majority', 'mean_feature')
+
+
+class FeatureAccumulator:
+    """Running sum of unit features per point over camera views; only points seen by a view are touched.
+
+    Memory is (number of points seen so far, C), allocated lazily for the points that any view sees:
+    a 120k-point sweep of which 20k fall in the camera costs 20k x C floats, not 120k x C.
+    """
+
+    def __init__(self, num_points: int, device: torch.device | str = 'cpu') -> None:
+        self.num_points = int(num_points)
+        self.device = torch.device(device)
+        self.count = torch.zeros(self.num_points, dtype=torch.int32, device=self.device)
+        self._sum: torch.Tensor | None = None   # (N, C), allocated on the first add
+
+    def add(self, point_index: torch.Tensor, features: torch.Tensor) -> None:
+        """Add the (n, C) features of the points ``point_index`` (n,) as seen by one view."""
+        point_index = point_index.to(self.device).long().reshape(-1)
+        if features.ndim != 2 or features.shape[0] != point_index.numel():
+            raise ValueError(
+                f'features must be (n, C) with n={point_index.numel()}, got {tuple(features.shape)}')
+        if point_index.numel() == 0:
+            return
+        features = features.to(self.device, torch.float32)
+        if self._sum is None:
+            self._sum = torch.zeros(self.num_points, features.shape[1], dtype=torch.float32,
+                                    device=self.device)
+        elif self._sum.shape[1] != features.shape[1]:
+            raise ValueError(
+                f'feature width {features.shape[1]} differs from earlier views ({self._sum.shape[1]})')
+        self._sum.index_add_(0, point_index, features)
+        self.count.index_add_(0, point_index, torch.ones_like(point_index, dtype=torch.int32))
+
+    @property
+    def seen(self) -> torch.Tensor:
+        """(N,) bool: seen by at least one view."""
+        return self.count > 0
+
+    def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(seen_index (n,), features (n, C)): renormalised mean feature of every seen point."""
+        index = torch.nonzero(self.seen).reshape(-1)
+        if self._sum is None:
+            return index, torch.zeros(0, 0, device=self.device)
+        mean = self._sum[index] / self.count[index].unsqueeze(1).float()
+        return index, torch.nn.functional.normalize(mean, dim=1)
+
+
+@dataclass
+class Classification:
+    labels: torch.Tensor    # (n,) int64 class index, UNKNOWN_LABEL when below the threshold
+    scores: torch.Tensor    # (n,) float32 winning probability
+    probs: torch.Tensor     # (n, K) float32
+
+
+def classify(features: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: float = 100.0,
+             unknown_threshold: float = 0.0) -> Classification:
+    """Softmax over scaled cosine similarities, ``p = softmax(s · f·t_k / (|f||t_k|))`` (Affinity3D Eq. 3).
+
+    A point whose winning probability is below ``unknown_threshold`` is labelled UNKNOWN_LABEL.
+    """
+    if text_embeddings.ndim != 2 or text_embeddings.shape[0] == 0:
+        raise ValueError('the vocabulary is empty: no class text embeddings to classify against')
+    if features.ndim != 2 or (features.shape[0] and features.shape[1] != text_embeddings.shape[1]):
+        raise ValueError(f'feature width {tuple(features.shape)} does not match the text embeddings '
+                         f'{tuple(text_embeddings.shape)}')
+    n, k = features.shape[0], text_embeddings.shape[0]
+    if n == 0:
+        empty = torch.zeros(0, dtype=torch.int64, device=features.device)
+        return Classification(empty, torch.zeros(0, device=features.device),
+                              torch.zeros(0, k, device=features.device))
+    f = torch.nn.functional.normalize(features.float(), dim=1)
+    t = torch.nn.functional.normalize(text_embeddings.to(f.device, torch.float32), dim=1)
+    probs = torch.softmax(float(logit_scale) * (f @ t.T), dim=1)
+    scores, labels = probs.max(dim=1)
+    labels = torch.where(scores < unknown_threshold, torch.full_like(labels, UNKNOWN_LABEL), labels)
+    return Classification(labels, scores, probs)
+
+
+def vote_segments(segments: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, num_classes: int,
+                  mode: str = 'majority', features: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  text_embeddings: torch.Tensor | None = None, logit_scale: float = 100.0,
+                  unknown_threshold: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Give every point of a segment the segment's label; returns new (labels, scores) for all N points.
+
+    ``segments`` (N,) holds segment ids, -1 for ground / noise (those points keep their own label).
+    ``labels`` / ``scores`` (N,) are the per-point results, UNKNOWN_LABEL for points without a label.
+    ``mode='majority'``: the most frequent known label among the segment's points; its score is the mean
+    score of the points that voted for it. ``mode='mean_feature'``: classify the mean of the fused
+    features of the segment's seen points, ``features = (index (n,), feats (n, C))`` as returned by
+    ``FeatureAccumulator.fused``. Segments without any labelled (resp. seen) point keep their points'
+    labels. Unseen points of a partly seen segment receive the segment's label.
+    """
+    if mode not in VOTING_MODES:
+        raise ValueError(f'unknown voting mode {mode!r}; expected one of {VOTING_MODES}')
+    labels = labels.long()
+    out_labels, out_scores = labels.clone(), scores.clone().float()
+    in_seg = segments >= 0
+    if not bool(in_seg.any()):
+        return out_labels, out_scores
+    seg_ids, seg = torch.unique(segments[in_seg], return_inverse=True)   # compact ids 0..S-1
+    s = seg_ids.numel()
+    point_idx = torch.nonzero(in_seg).reshape(-1)
+    known = labels[point_idx] != UNKNOWN_LABEL
+    voter_seg, voter_pt = seg[known], point_idx[known]
+    if voter_pt.numel() == 0 and mode == 'majority':
+        return out_labels, out_scores
+    if mode == 'majority':
+        votes = torch.zeros(s * num_classes, dtype=torch.float32, device=labels.device)
+        flat = voter_seg * num_classes + labels[voter_pt]
+        votes.index_add_(0, flat, torch.ones_like(flat, dtype=torch.float32))
+        score_sum = torch.zeros_like(votes).index_add_(0, flat, scores[voter_pt].float())
+        votes, score_sum = votes.view(s, num_classes), score_sum.view(s, num_classes)
+        count, seg_label = votes.max(dim=1)   # ties: lowest class index
+        seg_score = score_sum.gather(1, seg_label[:, None]).squeeze(1) / count.clamp(min=1)
+        has_votes = count > 0
+    else:
+        if features is None or text_embeddings is None:
+            raise ValueError("mode='mean_feature' needs the fused features and the text embeddings")
+        feat_index, feats = features
+        seg_of_point = torch.full((labels.numel(),), -1, dtype=torch.int64, device=labels.device)
+        seg_of_point[point_idx] = seg
+        feat_seg = seg_of_point[feat_index.long()]
+        keep = feat_seg >= 0
+        mean = torch.zeros(s, feats.shape[1], dtype=torch.float32, device=labels.device)
+        mean.index_add_(0, feat_seg[keep], feats[keep].float())
+        has_votes = torch.zeros(s, dtype=torch.bool, device=labels.device)
+        has_votes[feat_seg[keep]] = True
+        result = classify(mean[has_votes], text_embeddings, logit_scale, unknown_threshold)
+        seg_label = torch.full((s,), UNKNOWN_LABEL, dtype=torch.int64, device=labels.device)
+        seg_score = torch.zeros(s, dtype=torch.float32, device=labels.device)
+        seg_label[has_votes], seg_score[has_votes] = result.labels, result.scores
+    member = has_votes[seg]                       # points of segments that received votes
+    out_labels[point_idx[member]] = seg_label[seg[member]]
+    out_scores[point_idx[member]] = seg_score[seg[member]]
+    return out_labels, out_scores

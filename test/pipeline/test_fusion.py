@@ -1,0 +1,133 @@
+"""Fusion maths against slow per-point references."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from perception_nodes.outputs import UNKNOWN_LABEL
+from perception_nodes.pipeline.fusion import FeatureAccumulator, classify, vote_segments
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_accumulator_matches_per_point_mean_of_visible_views():
+    rng = np.random.default_rng(0)
+    n, c, m = 40, 6, 3
+    feats = _unit(rng.normal(size=(m, n, c))).astype(np.float32)
+    visible = rng.random((m, n)) < 0.5
+    acc = FeatureAccumulator(n)
+    for v in range(m):
+        idx = np.nonzero(visible[v])[0]
+        acc.add(torch.from_numpy(idx), torch.from_numpy(feats[v, idx]))
+    index, fused = acc.fused()
+    seen_ref = visible.any(0)
+    assert np.array_equal(acc.seen.numpy(), seen_ref)
+    assert np.array_equal(index.numpy(), np.nonzero(seen_ref)[0])
+    for row, i in enumerate(index.numpy()):
+        views = [feats[v, i] for v in range(m) if visible[v, i]]
+        ref = np.mean(views, axis=0)
+        ref = ref / np.linalg.norm(ref)
+        np.testing.assert_allclose(fused[row].numpy(), ref, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(fused.numpy(), axis=1), 1.0, atol=1e-6)
+
+
+def test_accumulator_rejects_mismatched_features():
+    acc = FeatureAccumulator(5)
+    acc.add(torch.tensor([0, 1]), torch.ones(2, 4))
+    with pytest.raises(ValueError, match='feature width 3'):
+        acc.add(torch.tensor([2]), torch.ones(1, 3))
+    with pytest.raises(ValueError, match='n=2'):
+        acc.add(torch.tensor([2, 3]), torch.ones(3, 4))
+
+
+def test_empty_accumulator():
+    index, fused = FeatureAccumulator(4).fused()
+    assert index.numel() == 0 and fused.shape[0] == 0
+
+
+def test_classify_matches_softmax_reference():
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=(25, 8)).astype(np.float32)
+    t = rng.normal(size=(4, 8)).astype(np.float32)
+    scale, thr = 10.0, 0.6
+    out = classify(torch.from_numpy(f), torch.from_numpy(t), scale, thr)
+    for i in range(len(f)):
+        cos = [float(f[i] @ t[k] / np.linalg.norm(f[i]) / np.linalg.norm(t[k])) for k in range(4)]
+        e = [math.exp(scale * x) for x in cos]
+        p = [x / sum(e) for x in e]
+        k = int(np.argmax(p))
+        np.testing.assert_allclose(out.probs[i].numpy(), p, rtol=1e-4)
+        assert out.scores[i].item() == pytest.approx(p[k], rel=1e-4)
+        assert out.labels[i].item() == (k if p[k] >= thr else UNKNOWN_LABEL)
+    assert (out.labels == UNKNOWN_LABEL).any() and (out.labels != UNKNOWN_LABEL).any()
+
+
+def test_classify_bad_input():
+    with pytest.raises(ValueError, match='vocabulary is empty'):
+        classify(torch.ones(3, 4), torch.zeros(0, 4))
+    with pytest.raises(ValueError, match='does not match'):
+        classify(torch.ones(3, 4), torch.ones(2, 5))
+    assert classify(torch.zeros(0, 4), torch.ones(2, 4)).labels.numel() == 0
+
+
+def _vote_reference(segments, labels, scores):
+    out_l, out_s = labels.copy(), scores.copy()
+    for s in set(segments.tolist()) - {-1}:
+        members = np.nonzero(segments == s)[0]
+        known = [i for i in members if labels[i] != UNKNOWN_LABEL]
+        if not known:
+            continue
+        counts = {}
+        for i in known:
+            counts[labels[i]] = counts.get(labels[i], 0) + 1
+        best = max(counts.values())
+        winner = min(k for k, v in counts.items() if v == best)
+        out_l[members] = winner
+        out_s[members] = np.mean([scores[i] for i in known if labels[i] == winner])
+    return out_l, out_s
+
+
+def test_majority_vote_matches_reference():
+    rng = np.random.default_rng(2)
+    n, k = 300, 5
+    segments = rng.integers(-1, 12, n)
+    labels = rng.integers(0, k, n).astype(np.int64)
+    labels[rng.random(n) < 0.3] = UNKNOWN_LABEL
+    labels[segments == 7] = UNKNOWN_LABEL     # a segment nobody saw keeps "unknown"
+    scores = rng.random(n).astype(np.float32)
+    scores[labels == UNKNOWN_LABEL] = 0
+    got_l, got_s = vote_segments(torch.from_numpy(segments), torch.from_numpy(labels),
+                                 torch.from_numpy(scores), k)
+    ref_l, ref_s = _vote_reference(segments, labels, scores)
+    assert np.array_equal(got_l.numpy(), ref_l)
+    np.testing.assert_allclose(got_s.numpy(), ref_s, rtol=1e-5)
+    assert (got_l.numpy()[segments == 7] == UNKNOWN_LABEL).all()
+    ground = segments == -1
+    assert np.array_equal(got_l.numpy()[ground], labels[ground])
+
+
+def test_mean_feature_vote_classifies_segment_mean():
+    t = torch.eye(3)
+    # segment 0: two points leaning to class 0, one strongly to class 1 -> mean leans to class 0
+    feats = torch.nn.functional.normalize(torch.tensor([[1.0, 0.8, 0], [1.0, 0.9, 0], [0.1, 1.0, 0],
+                                                        [0, 0, 1.0]]), dim=1)
+    index = torch.tensor([0, 1, 2, 4])
+    segments = torch.tensor([0, 0, 0, 0, 1, -1])
+    first = classify(feats, t, 10.0)
+    labels = torch.full((6,), UNKNOWN_LABEL, dtype=torch.int64)
+    scores = torch.zeros(6)
+    labels[index], scores[index] = first.labels, first.scores
+    out_l, out_s = vote_segments(segments, labels, scores, 3, mode='mean_feature', features=(index, feats),
+                                 text_embeddings=t, logit_scale=10.0)
+    mean = feats[:3].sum(0)
+    ref = classify(mean[None], t, 10.0)
+    assert out_l[:4].tolist() == [ref.labels.item()] * 4     # point 3 (unseen) gets its segment's label
+    assert out_s[0].item() == pytest.approx(ref.scores.item())
+    assert out_l[4].item() == 2 and out_l[5].item() == UNKNOWN_LABEL
+    with pytest.raises(ValueError, match='voting mode'):
+        vote_segments(segments, labels, scores, 3, mode='median')
