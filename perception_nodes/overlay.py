@@ -1,0 +1,136 @@
+"""Pictures people look at: projected labels drawn on camera images, and a legend of class colours (PNG)."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from perception_nodes.outputs import UNKNOWN_LABEL
+
+UNKNOWN_COLOR = (128, 128, 128)
+
+
+def default_palette(num_classes: int) -> np.ndarray:
+    """(K, 3) uint8 distinct colours (matplotlib tab20, then evenly spaced hues)."""
+    import matplotlib
+
+    base = (np.asarray(matplotlib.colormaps['tab20'].colors) * 255).round().astype(np.uint8)
+    if num_classes <= len(base):
+        return base[:num_classes].copy()
+    hsv = matplotlib.colormaps['hsv'](np.linspace(0, 1, num_classes - len(base), endpoint=False))[:, :3]
+    return np.concatenate([base, (hsv * 255).round().astype(np.uint8)])
+
+
+def label_colors(labels: np.ndarray, palette: np.ndarray,
+                 unknown_color: Sequence[int] = UNKNOWN_COLOR) -> np.ndarray:
+    """(N, 3) uint8 colour of each label; UNKNOWN_LABEL (and any id outside the palette) -> unknown_color."""
+    labels = np.asarray(labels).astype(np.int64).reshape(-1)
+    palette = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    out = np.empty((labels.size, 3), dtype=np.uint8)
+    out[:] = np.asarray(unknown_color, dtype=np.uint8)
+    ok = (labels >= 0) & (labels < len(palette)) & (labels != UNKNOWN_LABEL)
+    out[ok] = palette[labels[ok]]
+    return out
+
+
+def draw_points(image: np.ndarray, uv: np.ndarray, colors: np.ndarray, depth: np.ndarray | None = None,
+                radius: int = 2) -> np.ndarray:
+    """A copy of the (H, W, 3) uint8 image with a filled square of side ``2 radius + 1`` at each (u, v).
+
+    Far points are drawn first so near ones stay on top (painter's order by ``depth``).
+    Points outside the image are ignored.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f'overlay needs an (H, W, 3) uint8 image, got {image.shape} {image.dtype}')
+    out = image.copy()
+    h, w = out.shape[:2]
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    if len(uv) != len(colors):
+        raise ValueError(f'{len(uv)} points but {len(colors)} colours')
+    finite = np.isfinite(uv).all(axis=1)
+    cols = np.floor(uv[finite, 0] + 0.5).astype(np.int64)
+    rows = np.floor(uv[finite, 1] + 0.5).astype(np.int64)
+    colors = colors[finite]
+    if depth is not None:
+        order = np.argsort(-np.asarray(depth, dtype=np.float64).reshape(-1)[finite], kind='stable')
+        rows, cols, colors = rows[order], cols[order], colors[order]
+    r = max(int(radius), 0)
+    for dr in range(-r, r + 1):
+        for dc in range(-r, r + 1):
+            rr, cc = rows + dr, cols + dc
+            ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+            out[rr[ok], cc[ok]] = colors[ok]   # later (nearer) points overwrite earlier ones
+    return out
+
+
+def draw_label_overlay(image: np.ndarray, uv: torch.Tensor | np.ndarray, depth: torch.Tensor | np.ndarray,
+                       mask: torch.Tensor | np.ndarray, labels: np.ndarray, palette: np.ndarray,
+                       radius: int = 2, max_points: int = 60000,
+                       unknown_color: Sequence[int] = UNKNOWN_COLOR) -> np.ndarray:
+    """Draw the labels of the points selected by ``mask`` (N,) at their projections ``uv`` (N, 2).
+
+    More than ``max_points`` points are subsampled evenly (deterministic).
+    """
+    to_np = (lambda x: x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
+    uv, depth, mask = to_np(uv), to_np(depth), to_np(mask).astype(bool)
+    idx = np.nonzero(mask)[0]
+    if max_points > 0 and idx.size > max_points:
+        idx = idx[np.linspace(0, idx.size - 1, max_points).round().astype(np.int64)]
+    colors = label_colors(np.asarray(labels)[idx], palette, unknown_color)
+    return draw_points(image, uv[idx], colors, depth[idx], radius)
+
+
+def _atomic_png(path: Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.png', dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
+    """Write an (H, W, 3) uint8 RGB image as PNG, atomically."""
+    import cv2
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f'save_png needs an (H, W, 3) uint8 image, got {image.shape} {image.dtype}')
+
+    def write(tmp: str) -> None:
+        if not cv2.imwrite(tmp, np.ascontiguousarray(image[..., ::-1])):
+            raise OSError(f'could not write {tmp}')
+    return _atomic_png(Path(path), write)
+
+
+def save_legend(path: str | os.PathLike, class_names: Sequence[str], palette: np.ndarray,
+                title: str = '', unknown_color: Sequence[int] = UNKNOWN_COLOR) -> Path:
+    """A PNG legend: one colour swatch per class (plus "unknown"), atomically written."""
+    import matplotlib
+    matplotlib.use('Agg', force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    names = list(class_names) + ['unknown']
+    colors = np.concatenate([np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:len(class_names)],
+                             np.asarray(unknown_color, dtype=np.uint8).reshape(1, 3)]) / 255.0
+    ncol = max(1, int(np.ceil(len(names) / 25)))
+    rows = int(np.ceil(len(names) / ncol))
+    fig = Figure(figsize=(2.6 * ncol, 0.3 * rows + 0.6))
+    ax = fig.add_subplot()
+    ax.axis('off')
+    handles = [Patch(facecolor=c, edgecolor='black', label=n) for n, c in zip(names, colors)]
+    ax.legend(handles=handles, loc='center', ncol=ncol, frameon=False, title=title or None, fontsize=9)
+    return _atomic_png(Path(path), lambda tmp: fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight'))
