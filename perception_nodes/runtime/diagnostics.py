@@ -1,0 +1,87 @@
+"""diagnostic_msgs/DiagnosticArray for /diagnostics, built through a message factory (ROS-free).
+
+One array per period with three statuses per node: inputs (rates, synchronized sets, silent topics),
+processing (frames processed and dropped, per-stage latency, backend in use) and input errors (bad
+messages and tf failures, WARN while their counts grow).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from perception_nodes.io.messages import MessageTypes
+from perception_nodes.io.stamps import header
+from perception_nodes.runtime.stats import ERROR_COUNTERS, SYNC_SETS, RuntimeStats
+from perception_nodes.runtime.worker import WorkerCounts
+
+# diagnostic_msgs/DiagnosticStatus levels
+OK, WARN, ERROR, STALE = 0, 1, 2, 3
+
+
+@dataclass
+class StatusEntry:
+    """A DiagnosticStatus before it becomes a message."""
+
+    level: int
+    name: str
+    message: str
+    values: dict[str, str] = field(default_factory=dict)
+
+
+class DiagnosticsReporter:
+    """Turns a node's stats into statuses; remembers the last error counts to flag growth."""
+
+    def __init__(self, node_name: str, hardware_id: str = 'perception_nodes') -> None:
+        self.node_name = node_name
+        self.hardware_id = hardware_id
+        self._last_errors: dict[str, int] = {}
+
+    def statuses(self, stats: RuntimeStats, worker: WorkerCounts, topics: list[str],
+                 silent_problem: str | None = None, backend: str = '',
+                 extra: dict[str, str] | None = None) -> list[StatusEntry]:
+        counts = stats.counts()
+        inputs = {f'rate {t} (Hz)': f'{stats.rate(t):.2f}' for t in topics}
+        inputs['rate synchronized sets (Hz)'] = f'{stats.rate(SYNC_SETS):.2f}'
+        inputs['synchronized sets'] = str(counts.get(SYNC_SETS, 0))
+        if silent_problem:
+            status_in = StatusEntry(WARN, f'{self.node_name}: inputs', silent_problem, inputs)
+        else:
+            status_in = StatusEntry(OK, f'{self.node_name}: inputs', 'receiving', inputs)
+
+        processing = {
+            'frames submitted': str(worker.submitted), 'frames processed': str(worker.processed),
+            'frames dropped (replaced by newer)': str(worker.replaced),
+            'frames dropped (too old)': str(worker.too_old), 'frames failed': str(worker.errors),
+            'backend': backend or 'n/a',
+        }
+        for stage, (mean, worst) in sorted(stats.latency_summary().items()):
+            processing[f'latency {stage} (ms, mean/max)'] = f'{mean:.1f}/{worst:.1f}'
+        processing.update(extra or {})
+        level = WARN if worker.dropped or worker.errors else OK
+        message = 'processing' if level == OK else (
+            f'{worker.dropped} frames dropped, {worker.errors} failed of {worker.submitted}')
+        status_proc = StatusEntry(level, f'{self.node_name}: processing', message, processing)
+
+        errors = {name: str(counts.get(name, 0)) for name in ERROR_COUNTERS}
+        grown = [n for n in ERROR_COUNTERS if counts.get(n, 0) > self._last_errors.get(n, 0)]
+        self._last_errors = {n: counts.get(n, 0) for n in ERROR_COUNTERS}
+        for name, text in sorted(stats.last_problem.items()):
+            errors[f'last {name}'] = text
+        if grown:
+            detail = '; '.join(f'{n}: {stats.last_problem[n]}' if n in stats.last_problem else n for n in grown)
+            status_err = StatusEntry(WARN, f'{self.node_name}: input errors', f'new errors: {detail}', errors)
+        else:
+            status_err = StatusEntry(OK, f'{self.node_name}: input errors', 'no new errors', errors)
+        return [status_in, status_proc, status_err]
+
+
+def diagnostic_array(msgs: MessageTypes, stamp_ns: int, entries: list[StatusEntry],
+                     hardware_id: str = 'perception_nodes') -> object:
+    """A diagnostic_msgs/msg/DiagnosticArray holding ``entries``."""
+    statuses = []
+    for entry in entries:
+        values = [msgs.new('diagnostic_msgs/msg/KeyValue', key=str(k), value=str(v))
+                  for k, v in entry.values.items()]
+        statuses.append(msgs.new('diagnostic_msgs/msg/DiagnosticStatus', level=int(entry.level),
+                                 name=entry.name, message=entry.message, hardware_id=hardware_id,
+                                 values=values))
+    return msgs.new('diagnostic_msgs/msg/DiagnosticArray', header=header('', stamp_ns, msgs), status=statuses)
