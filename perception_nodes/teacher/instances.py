@@ -1,0 +1,207 @@
+"""Instance features for LiDAR segments (Affinity3D Sec. 3.2–3.3).
+
+Class-agnostic 3D segments (ground removal + DBSCAN), their projected 2D boxes enlarged to at least
+30×30 pixels, CLIP image embeddings of the box crops, and segment pseudo labels
+``softmax(F_CLIP · EMB)`` (Affinity3D Eq. 4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perception_nodes.teacher.clip_models import LoadedClip
+from perception_nodes.teacher.maskclip import image_to_tensor
+
+
+@dataclass
+class GroundPlane:
+    """Plane ``n · p + d = 0`` with unit normal ``n`` pointing up (z > 0)."""
+
+    normal: np.ndarray
+    offset: float
+
+    def distance(self, points: np.ndarray) -> np.ndarray:
+        """Signed height of points above the plane."""
+        return points @ self.normal + self.offset
+
+
+def fit_ground_plane(points: np.ndarray, threshold: float = 0.2, max_slope_deg: float = 20.0,
+                     seed: int = 0, max_points: int = 20000) -> GroundPlane | None:
+    """RANSAC fit of z = a·x + b·y + c (scikit-learn RANSACRegressor) to the lower half of the scan.
+
+    Only points below the scan's median height are candidates (the ground is the lowest large
+    surface); fits steeper than ``max_slope_deg`` are rejected (None).
+    """
+    from sklearn.linear_model import LinearRegression, RANSACRegressor
+    pts = np.asarray(points, dtype=np.float64)
+    cand = pts[pts[:, 2] <= np.median(pts[:, 2])]
+    if len(cand) < 3:
+        return None
+    rng = np.random.default_rng(seed)
+    if len(cand) > max_points:
+        cand = cand[rng.choice(len(cand), max_points, replace=False)]
+    ransac = RANSACRegressor(LinearRegression(), residual_threshold=threshold, random_state=seed,
+                             max_trials=100)
+    try:
+        ransac.fit(cand[:, :2], cand[:, 2])
+    except ValueError:  # no consensus set
+        return None
+    a, b = ransac.estimator_.coef_
+    c = float(ransac.estimator_.intercept_)
+    normal = np.array([-a, -b, 1.0])
+    norm = float(np.linalg.norm(normal))
+    if np.degrees(np.arccos(1.0 / norm)) > max_slope_deg:
+        return None
+    return GroundPlane(normal=normal / norm, offset=-c / norm)
+
+
+def segment_scan(points: np.ndarray, ground: str = 'plane', ground_height: float | None = None,
+                 ground_threshold: float = 0.2, eps: float = 0.5, min_samples: int = 5,
+                 voxel_size: float | None = 0.1, seed: int = 0) -> np.ndarray:
+    """Class-agnostic segments of a LiDAR scan: (N,) int64 ids 0..S-1, -1 for ground and noise.
+
+    Ground removal (Affinity3D Sec. 3.2): ``ground='plane'`` removes points within ``ground_threshold``
+    of (or below) a RANSAC plane; ``'height'`` removes points with z < ``ground_height``; ``'none'``
+    keeps all. The rest is clustered by Euclidean DBSCAN (scikit-learn, ``eps`` metres,
+    ``min_samples``); with ``voxel_size`` the clustering runs on occupied voxel centres (one per voxel,
+    so ``min_samples`` counts voxels) and every point takes its voxel's segment.
+    """
+    from sklearn.cluster import DBSCAN
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    n = len(pts)
+    labels = np.full(n, -1, dtype=np.int64)
+    finite = np.isfinite(pts).all(axis=1)
+    keep = finite.copy()
+    if ground == 'plane':
+        plane = fit_ground_plane(pts[finite], threshold=ground_threshold, seed=seed) if finite.sum() >= 3 else None
+        if plane is not None:
+            keep[finite] &= plane.distance(pts[finite]) > ground_threshold
+    elif ground == 'height':
+        if ground_height is None:
+            raise ValueError("ground='height' needs ground_height (metres, LiDAR frame)")
+        keep &= np.where(finite, pts[:, 2], -np.inf) >= ground_height
+    elif ground != 'none':
+        raise ValueError(f"ground must be 'plane', 'height' or 'none', got {ground!r}")
+    idx = np.flatnonzero(keep)
+    if len(idx) == 0:
+        return labels
+    sub = pts[idx]
+    if voxel_size:
+        cells = np.floor(sub / voxel_size).astype(np.int64)
+        uniq, inverse = np.unique(cells, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+        centres = (uniq + 0.5) * voxel_size
+        cluster = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(centres)[inverse]
+    else:
+        cluster = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(sub)
+    labels[idx] = cluster
+    valid = labels >= 0
+    if valid.any():  # renumber densely 0..S-1
+        _, labels[valid] = np.unique(labels[valid], return_inverse=True)
+    return labels
+
+
+@dataclass
+class SegmentBoxes:
+    """Per-segment 2D boxes [u0, v0, u1, v1] (pixel-edge coordinates) and validity."""
+
+    boxes: np.ndarray      # (S, 4) float64
+    valid: np.ndarray      # (S,) bool: segment has >= 2 projected points in the image
+    counts: np.ndarray     # (S,) int: projected points in the image
+
+
+def segment_boxes(uv: np.ndarray, in_image: np.ndarray, segment_ids: np.ndarray, image_size: tuple[int, int],
+                  min_size: float = 30.0, min_points: int = 2, num_segments: int | None = None) -> SegmentBoxes:
+    """2D boxes of each segment's projected points, enlarged to at least ``min_size`` px (Affinity3D Sec. 3.3).
+
+    ``uv``: (N, 2) pixel coordinates (pixel centres at integers, OpenCV); ``image_size``: (height, width).
+    A point at pixel (u, v) covers [u - 0.5, u + 0.5); the tight box of a segment spans its points'
+    pixels. A side shorter than ``min_size`` grows symmetrically about its centre, then the box is
+    shifted to lie inside the image and finally clipped (only matters for images smaller than
+    ``min_size``). Segments with fewer than ``min_points`` projected points are invalid (box zeros).
+    """
+    height, width = int(image_size[0]), int(image_size[1])
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    seg = np.asarray(segment_ids, dtype=np.int64).reshape(-1)
+    ok = np.asarray(in_image, dtype=bool).reshape(-1)
+    if not (len(uv) == len(seg) == len(ok)):
+        raise ValueError(f'uv ({len(uv)}), in_image ({len(ok)}) and segment_ids ({len(seg)}) differ in length')
+    ok = ok & (seg >= 0) & np.isfinite(uv).all(axis=1)
+    s = int(num_segments) if num_segments is not None else int(seg.max(initial=-1)) + 1
+    ok &= seg < s
+    boxes = np.zeros((s, 4))
+    counts = np.bincount(seg[ok], minlength=s)[:s] if s else np.zeros(0, dtype=np.int64)
+    valid = counts >= min_points
+    if s == 0 or not valid.any():
+        return SegmentBoxes(boxes, valid, counts)
+    lo = np.full((s, 2), np.inf)
+    hi = np.full((s, 2), -np.inf)
+    np.minimum.at(lo, seg[ok], uv[ok] - 0.5)
+    np.maximum.at(hi, seg[ok], uv[ok] + 0.5)
+    limits = np.array([width, height], dtype=np.float64)
+    size = np.maximum(hi - lo, min_size)
+    centre = (lo + hi) / 2
+    lo2 = centre - size / 2
+    hi2 = centre + size / 2
+    shift = np.where(lo2 < -0.5, -0.5 - lo2, 0.0) + np.where(hi2 > limits - 0.5, limits - 0.5 - hi2, 0.0)
+    lo2, hi2 = lo2 + shift, hi2 + shift
+    lo2 = np.clip(lo2, -0.5, limits - 0.5)
+    hi2 = np.clip(hi2, -0.5, limits - 0.5)
+    boxes[valid] = np.concatenate([lo2, hi2], axis=1)[valid]
+    return SegmentBoxes(boxes, valid, counts)
+
+
+def crop_pixels(box: np.ndarray, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """Integer pixel slice (r0, r1, c0, c1) of the pixels whose centres lie in ``box`` (at least one)."""
+    height, width = int(image_size[0]), int(image_size[1])
+    c0 = int(np.clip(np.ceil(box[0] - 0.5 + 1e-9), 0, width - 1))
+    r0 = int(np.clip(np.ceil(box[1] - 0.5 + 1e-9), 0, height - 1))
+    c1 = int(np.clip(np.ceil(box[2] - 0.5 - 1e-9), c0 + 1, width))
+    r1 = int(np.clip(np.ceil(box[3] - 0.5 - 1e-9), r0 + 1, height))
+    return r0, r1, c0, c1
+
+
+@torch.inference_mode()
+def encode_crops(clip: LoadedClip, image: np.ndarray, boxes: np.ndarray, batch_size: int = 32) -> torch.Tensor:
+    """(S, C) unit-norm CLIP image embeddings of the box crops of ``image`` (Affinity3D Sec. 3.3).
+
+    Each crop is resized (bilinear, antialiased, aspect not kept) to the model's input size and
+    normalised with its mean/std; crops are encoded in batches of ``batch_size``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) == 0:
+        return torch.zeros(0, clip.embed_dim, device=clip.device)
+    img = image_to_tensor(image).to(clip.device)
+    mean = torch.tensor(clip.image_mean, device=clip.device).view(1, 3, 1, 1)
+    std = torch.tensor(clip.image_std, device=clip.device).view(1, 3, 1, 1)
+    out = []
+    for i in range(0, len(boxes), max(1, int(batch_size))):
+        crops = []
+        for box in boxes[i:i + batch_size]:
+            r0, r1, c0, c1 = crop_pixels(box, img.shape[-2:])
+            crops.append(F.interpolate(img[None, :, r0:r1, c0:c1], size=clip.image_size, mode='bilinear',
+                                       align_corners=False, antialias=True))
+        pixels = (torch.cat(crops) - mean) / std
+        out.append(F.normalize(clip.model.encode_image(pixels).float(), dim=-1))
+    return torch.cat(out)
+
+
+def segment_pseudo_labels(crop_features: torch.Tensor, text_embeddings: torch.Tensor,
+                          logit_scale: float = 100.0) -> torch.Tensor:
+    """Affinity3D Eq. 4: per-segment class distribution softmax(s · F_CLIP · EMB^T), (S, K).
+
+    Both inputs are L2-normalised first, so the dot product is a cosine. ``s`` is CLIP's logit scale
+    (exp of the learned temperature, 100 for the released models: ``LoadedClip.logit_scale``); the
+    paper writes softmax(F·EMB), whose cosines in [-1, 1] would give nearly uniform distributions.
+    """
+    if text_embeddings.ndim != 2 or text_embeddings.shape[0] == 0:
+        raise ValueError(f'text_embeddings must be (K, C) with K >= 1, got {tuple(text_embeddings.shape)}')
+    if crop_features.ndim != 2 or crop_features.shape[1] != text_embeddings.shape[1]:
+        raise ValueError(f'crop_features {tuple(crop_features.shape)} do not match text embeddings '
+                         f'{tuple(text_embeddings.shape)}')
+    f = F.normalize(crop_features.float(), dim=1)
+    e = F.normalize(text_embeddings.float().to(f.device), dim=1)
+    return (logit_scale * f @ e.T).softmax(dim=1)
