@@ -1,1 +1,11 @@
-"""3D student networks (LiDAR only) and their inference backends."""
+"""3D student networks (LiDAR only) and their inference backends.
+
+Light imports only here; the networks, checkpoints and backends live in submodules:
+``config`` (StudentConfig), ``model`` (build_student, StudentOutput), ``heads`` (classify),
+``checkpoint`` (save_checkpoint, load_checkpoint), ``export`` (export_onnx), ``backends`` (load_backend).
+"""
+from __future__ import annotations
+
+from perception_nodes.student.config import StudentConfig
+
+__all__ = ['StudentConfig']

@@ -64,7 +64,8 @@ class Student(nn.Module):
         feats = self.backbone(inputs, xyz, valid)
         emb = self.language(feats)      # rows of invalid points are meaningless: use ``valid``
         occupancy, vox = self.voxel_heads(xyz, feats, valid, with_language=voxel_features)
-        return StudentOutput(point_embeddings=emb, occupancy_logits=occupancy, voxel_features=vox, valid=valid)
+        return StudentOutput(point_embeddings=emb, occupancy_logits=occupancy, voxel_features=vox,
+                             valid=valid)
 
     def project_text(self, text_embeddings: torch.Tensor) -> torch.Tensor:
         """Vocabulary text embeddings (V, C) -> classifier weights in the point-embedding space."""
