@@ -120,8 +120,9 @@ class StudentCore(PerceptionCore):
                 take = scores_2d > scores
                 labels = torch.where(take, labels_2d, labels)
                 scores = torch.where(take, scores_2d, scores)
-        labels_np = labels.numpy().astype(np.uint16)
-        scores_np = np.nan_to_num(scores.numpy(), neginf=0.0).astype(np.float32)
+        no_feature = ~torch.isfinite(scores)           # invalid points (non-finite input): unknown
+        labels_np = torch.where(no_feature, torch.full_like(labels, UNKNOWN_LABEL), labels).numpy().astype(np.uint16)
+        scores_np = torch.where(no_feature, torch.zeros_like(scores), scores).numpy().astype(np.float32)
         outputs = Outputs(stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, points=frame.points,
                           intensity=frame.intensity, labels=labels_np, scores=scores_np,
                           instances=np.zeros(n, np.uint32), class_names=list(self.vocabulary.names),

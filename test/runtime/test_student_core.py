@@ -184,3 +184,18 @@ def test_semantic_voxels_match_a_dictionary_reference():
             best = max(counts.values())
             assert got[ijk] == min(v for v, c in counts.items() if c == best)
     assert np.allclose(vox.voxel_size, 1.0)
+
+
+def test_points_without_a_feature_are_unknown(kitti_sets, make_lookup):
+    class HoleBackend(FakeBackend):
+        def infer(self, points):
+            result = super().infer(points)
+            result.point_embeddings[::5] = 0.0       # e.g. the backend's invalid (non-finite) points
+            return result
+
+    core = _core(kitti_sets, make_lookup, backend=HoleBackend())
+    pts = read_points(_run(core, kitti_sets[0])['labeled_points'])
+    hole = np.zeros(len(pts), bool)
+    hole[::5] = True
+    assert np.all(pts['label'][hole] == UNKNOWN_LABEL) and np.all(pts['score'][hole] == 0)
+    assert np.all(pts['label'][~hole] != UNKNOWN_LABEL)

@@ -1,0 +1,56 @@
+"""Backend choice: TensorRT on GPU, ONNX Runtime fallback, clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from perception_nodes.runtime.backend_select import backend_plan, load_student_backend
+from perception_nodes.runtime.params import NodeParams
+
+
+def _params(**raw):
+    return NodeParams.from_dict(raw)
+
+
+def test_auto_prefers_tensorrt_on_gpu_then_onnxruntime():
+    plan = backend_plan(_params(model_path='student.onnx'), cuda=True, tensorrt=True)
+    assert [p['kind'] for p in plan] == ['tensorrt', 'onnxruntime']
+    assert plan[0]['onnx_path'] == 'student.onnx' and plan[1]['providers'][0] == 'CUDAExecutionProvider'
+    cpu = backend_plan(_params(model_path='ckpt.safetensors'), cuda=False, tensorrt=False)
+    assert cpu == [{'checkpoint': 'ckpt.safetensors', 'kind': 'onnxruntime', 'device': 'cpu',
+                    'providers': ['CPUExecutionProvider']}]
+    # GPU without TensorRT: ONNX Runtime with the CUDA execution provider
+    assert [p['kind'] for p in backend_plan(_params(model_path='s.onnx'), cuda=True, tensorrt=False)] == \
+        ['onnxruntime']
+
+
+def test_explicit_choices_and_errors():
+    assert backend_plan(_params(model_path='s.safetensors', backend='torch', device='cpu'), False, False) == \
+        [{'checkpoint': 's.safetensors', 'kind': 'torch', 'device': 'cpu'}]
+    with pytest.raises(ValueError, match='model_path'):
+        backend_plan(_params(), False, False)
+    with pytest.raises(ValueError, match='TensorRT engine'):
+        backend_plan(_params(model_path='s.engine'), cuda=False, tensorrt=False)
+    with pytest.raises(ValueError, match='no CUDA'):
+        backend_plan(_params(model_path='s.onnx', device='cuda'), cuda=False, tensorrt=False)
+    with pytest.raises(ValueError, match='torch needs'):
+        backend_plan(_params(model_path='s.onnx', backend='torch'), False, False)
+
+
+def test_falls_back_when_tensorrt_fails_to_load():
+    tried, warnings = [], []
+
+    def loader(config, checkpoint):
+        tried.append(config.kind)
+        if config.kind == 'tensorrt':
+            raise ImportError('libnvinfer.so.10: cannot open shared object file')
+        return type('Backend', (), {'name': 'onnxruntime[CUDAExecutionProvider]'})()
+
+    backend, name = load_student_backend(_params(model_path='s.onnx'), loader, cuda=True, tensorrt=True,
+                                         warn=warnings.append)
+    assert tried == ['tensorrt', 'onnxruntime'] and name == 'onnxruntime[CUDAExecutionProvider]'
+    assert 'libnvinfer' in warnings[0]
+
+    def broken(config, checkpoint):
+        raise FileNotFoundError('s.onnx')
+    with pytest.raises(ValueError, match='no student backend could be loaded: onnxruntime: FileNotFoundError'):
+        load_student_backend(_params(model_path='s.onnx'), broken, cuda=False, tensorrt=False)
