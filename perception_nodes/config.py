@@ -58,6 +58,7 @@ class FusionConfig:
     instance_voting: bool = True       # points of one class-agnostic segment share a label
     voting: str = 'majority'           # 'majority' | 'mean_feature'
     keep_embeddings: bool = False      # put fused (N, C) features in Outputs.embeddings (grounding queries)
+    segment_options: dict[str, Any] = field(default_factory=dict)  # teacher.instances.segment_scan arguments
 
     def __post_init__(self) -> None:
         if self.visibility not in VISIBILITY_VARIANTS:
@@ -100,6 +101,7 @@ class ReplayConfig:
     storage: str = 'mcap'              # output bag storage: 'mcap' | 'sqlite3'
     topic_prefix: str = '/ovp'
     write_overlays: bool = True
+    overlay_pngs: int = 3              # overlays of the first N frames also saved as PNG next to the bag
 
     def __post_init__(self) -> None:
         if self.storage not in STORAGES:
