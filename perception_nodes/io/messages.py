@@ -28,6 +28,10 @@ _NUMPY_TYPES: dict[str, str] = {
 }
 
 
+# Non-zero defaults ROS 2 message definitions declare but rosbags' typestore does not carry.
+_FIELD_DEFAULTS: dict[tuple[str, str], Any] = {('geometry_msgs/msg/Quaternion', 'w'): 1.0}
+
+
 class MessageTypes(Protocol):
     """Builds ROS messages by type name, e.g. ``new('std_msgs/msg/Header', frame_id='map')``."""
 
@@ -39,8 +43,9 @@ class MessageTypes(Protocol):
 class RosbagsMessageTypes:
     """:class:`MessageTypes` backed by a rosbags typestore (ROS 2 Humble definitions by default).
 
-    Missing fields are filled by introspecting the typestore: numbers 0, strings '', nested messages
-    default-constructed, numeric sequences empty numpy arrays, fixed arrays zero-filled numpy arrays.
+    Missing fields are filled by introspecting the typestore: numbers 0 (a Quaternion's w 1, as in
+    ROS 2), strings '', nested messages default-constructed, numeric sequences empty numpy arrays,
+    fixed arrays zero-filled numpy arrays.
     Lists / bytes given for numeric arrays are converted to numpy arrays of the field's dtype.
     """
 
@@ -70,6 +75,8 @@ class RosbagsMessageTypes:
         for name, desc in spec:
             if name in fields:
                 values[name] = self._convert(desc, fields[name], f'{msgtype}.{name}')
+            elif (msgtype, name) in _FIELD_DEFAULTS:
+                values[name] = _FIELD_DEFAULTS[msgtype, name]
             else:
                 values[name] = self._default(desc)
         return self.typestore.types[msgtype](**values)
