@@ -12,7 +12,7 @@ _INT32 = 2**31
 
 
 def stamp_to_ns(stamp: Any) -> int:
-    """Nanoseconds of a ``builtin_interfaces/Time`` (``sec``, ``nanosec``) or a ROS 1 time (``secs``, ``nsecs``)."""
+    """Nanoseconds of a ``builtin_interfaces/Time`` (sec, nanosec) or a ROS 1 time (secs, nsecs)."""
     if hasattr(stamp, 'sec'):
         return int(stamp.sec) * _NS + int(stamp.nanosec)
     if hasattr(stamp, 'secs'):
