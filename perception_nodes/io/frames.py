@@ -60,6 +60,17 @@ class FrameAssemblyConfig:
     tf_topic: str = '/tf'
     tf_static_topic: str = '/tf_static'
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> FrameAssemblyConfig:
+        """From a YAML mapping (``yaml.safe_load``); unknown keys are a ValueError."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f'unknown frame assembly option(s) {unknown}; known: {sorted(known)}')
+        if 'lidar_topic' not in values:
+            raise ValueError('frame assembly config needs lidar_topic')
+        return cls(**values)
+
     def info_topics(self) -> list[str]:
         if self.camera_info_topics is None:
             return [camera_info_topic(t) for t in self.camera_topics]

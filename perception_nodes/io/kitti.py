@@ -86,7 +86,8 @@ def read_velodyne(path: str | os.PathLike) -> np.ndarray:
     return raw.reshape(-1, 4)
 
 
-def read_semantic_labels(path: str | os.PathLike, num_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_semantic_labels(path: str | os.PathLike,
+                         num_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """SemanticKITTI .label: (semantic id = low 16 bits, instance id = high 16 bits)."""
     raw = np.fromfile(path, dtype='<u4')
     if num_points is not None and raw.size != num_points:
@@ -120,7 +121,8 @@ def find_kitti_frames(root: str | os.PathLike) -> list[KittiFrameFiles]:
         calib = root / 'calib.txt'
         return [KittiFrameFiles(k, v, images.get(k), calib if calib.is_file() else None)
                 for k, v in scans.items()]
-    if (root / 'training' / 'velodyne').is_dir() or (root / 'velodyne').is_dir() and (root / 'calib').is_dir():
+    object_root = (root / 'velodyne').is_dir() and (root / 'calib').is_dir()
+    if (root / 'training' / 'velodyne').is_dir() or object_root:
         base = root / 'training' if (root / 'training').is_dir() else root
         scans = _stems(base / 'velodyne', '.bin')
         images = _stems(base / 'image_2', '.png')

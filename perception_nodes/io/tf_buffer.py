@@ -126,13 +126,13 @@ class TransformBuffer:
             count += 1
         return count
 
-    def set_transform(self, parent: str, child: str, transform: Any, stamp_ns: int = 0,
+    def set_transform(self, parent: str, child: str, matrix_or_quat: Any, stamp_ns: int = 0,
                       static: bool = False) -> None:
         """Set ``T_parent_child`` from a (4, 4) matrix, a (7,) [t, q_xyzw] or a (t, q_xyzw) pair."""
         parent, child = parent.lstrip('/'), child.lstrip('/')
         if not parent or not child or parent == child:
             raise ValueError(f'bad frame pair {parent!r} -> {child!r}')
-        t, q = _to_tq(transform)
+        t, q = _to_tq(matrix_or_quat)
         self._set(parent, child, t, q, int(stamp_ns), static)
 
     def _set(self, parent: str, child: str, t: np.ndarray, q: np.ndarray, stamp: int, static: bool) -> None:

@@ -149,6 +149,9 @@ def test_default_topics(synthetic_bag, tmp_path):
     cfg = default_topics(synthetic_bag, slop_ns=10 * MS)
     assert cfg.lidar_topic == '/points' and cfg.camera_topics == [CAM_A, CAM_B] and cfg.slop_ns == 10 * MS
     assert camera_info_topic(CAM_B) == '/cam_b/camera_info'
+    assert FrameAssemblyConfig.from_dict({'lidar_topic': '/p', 'slop_ns': 5}).slop_ns == 5
+    with pytest.raises(ValueError, match='unknown frame assembly option'):
+        FrameAssemblyConfig.from_dict({'lidar_topic': '/p', 'slop': 5})
     two = tmp_path / 'two'
     with BagWriter(two) as bag:
         for topic in ('/a', '/b'):
