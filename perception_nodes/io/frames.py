@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, MutableMapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,8 @@ from perception_nodes.io.pointcloud2 import read_points
 from perception_nodes.io.stamps import stamp_to_ns
 from perception_nodes.io.tf_buffer import TransformBuffer, TransformError
 
-__all__ = ['FrameAssemblyConfig', 'AssemblyStats', 'iter_frames', 'default_topics', 'camera_info_topic']
+__all__ = ['FrameAssemblyConfig', 'AssemblyStats', 'iter_frames', 'default_topics', 'camera_info_topic',
+           'resolve_config']
 
 POINTCLOUD2 = 'sensor_msgs/msg/PointCloud2'
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
@@ -49,8 +50,8 @@ def camera_info_topic(image_topic: str) -> str:
 
 @dataclass
 class FrameAssemblyConfig:
-    lidar_topic: str
-    camera_topics: list[str] = field(default_factory=list)
+    lidar_topic: str | None                       # None: the bag's only PointCloud2 topic
+    camera_topics: list[str] | None = field(default_factory=list)   # None: default_topics' cameras
     camera_info_topics: list[str] | None = None   # default: camera_info_topic(image topic)
     slop_ns: int = 50_000_000                     # max |image stamp - cloud stamp|
     allow_partial: bool = False                   # yield frames with missing cameras (listed in the frame)
@@ -97,6 +98,15 @@ class AssemblyStats:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def flat(self) -> dict[str, int]:
+        """One level of counts: clouds, frames, partial_frames, nonfinite_points, dropped/<reason>,
+        missing/<topic>: <reason>, malformed/<topic>."""
+        out = {'clouds': self.clouds, 'frames': self.frames, 'partial_frames': self.partial_frames,
+               'nonfinite_points': self.nonfinite_points}
+        for name in ('dropped', 'missing', 'malformed'):
+            out.update({f'{name}/{k}': v for k, v in getattr(self, name).items()})
+        return out
 
 
 @dataclass
@@ -294,14 +304,46 @@ def _check_topics(bag_path: str | os.PathLike, config: FrameAssemblyConfig) -> l
     return wanted + [t for t in (config.tf_topic, config.tf_static_topic) if t in existing]
 
 
+def resolve_config(bag_path: str | os.PathLike, config: FrameAssemblyConfig) -> FrameAssemblyConfig:
+    """``config`` with ``lidar_topic`` / ``camera_topics`` left as None chosen like :func:`default_topics`."""
+    if config.lidar_topic is not None and config.camera_topics is not None:
+        return config
+    with open_bag(bag_path) as reader:
+        topics = bag_topics(reader)
+    lidar = config.lidar_topic if config.lidar_topic is not None else _default_lidar(bag_path, topics)
+    if config.camera_topics is not None:
+        return replace(config, lidar_topic=lidar)
+    return replace(config, lidar_topic=lidar, camera_topics=_default_cameras(bag_path, topics),
+                   camera_info_topics=None)
+
+
 def iter_frames(bag_path: str | os.PathLike, config: FrameAssemblyConfig,
-                stats: AssemblyStats | None = None) -> Iterator[Frame]:
+                stats: AssemblyStats | MutableMapping[str, int] | None = None) -> Iterator[Frame]:
     """Synchronized frames of a bag, in LiDAR message order (see the module docstring).
 
-    Raises ValueError when requested topics are missing (listing the bag's topics) and BagError
-    (a ValueError) when the bag is unreadable or truncated, after yielding the frames before the cut.
+    ``config.lidar_topic`` / ``config.camera_topics`` None: chosen by :func:`default_topics`.
+    ``stats``: an :class:`AssemblyStats` filled in place, or a plain dict / Counter that receives
+    :meth:`AssemblyStats.flat` counts. Raises ValueError when requested topics are missing (listing
+    the bag's topics) and BagError (a ValueError) when the bag is unreadable or truncated, after
+    yielding the frames before the cut.
     """
-    stats = stats if stats is not None else AssemblyStats()
+    if stats is None or isinstance(stats, AssemblyStats):
+        yield from _iter_frames(bag_path, config, stats if stats is not None else AssemblyStats())
+        return
+    inner = AssemblyStats()
+    try:
+        for frame in _iter_frames(bag_path, config, inner):
+            stats.clear()
+            stats.update(inner.flat())
+            yield frame
+    finally:
+        stats.clear()
+        stats.update(inner.flat())
+
+
+def _iter_frames(bag_path: str | os.PathLike, config: FrameAssemblyConfig,
+                 stats: AssemblyStats) -> Iterator[Frame]:
+    config = resolve_config(bag_path, config)
     topics = list(dict.fromkeys(_check_topics(bag_path, config)))
     assembler = _Assembler(config, stats)
     try:
@@ -313,18 +355,15 @@ def iter_frames(bag_path: str | os.PathLike, config: FrameAssemblyConfig,
     yield from assembler.flush(None)
 
 
-def default_topics(bag_path: str | os.PathLike, **overrides: Any) -> FrameAssemblyConfig:
-    """A config with the bag's only PointCloud2 topic and one image topic per camera.
-
-    Cameras are the image topics with a sibling camera_info topic; per camera a raw Image is preferred
-    over its ``/compressed`` twin. Several clouds, or several raw images per camera: ValueError.
-    """
-    with open_bag(bag_path) as reader:
-        topics = bag_topics(reader)
+def _default_lidar(bag_path: str | os.PathLike, topics: dict[str, str]) -> str:
     clouds = sorted(t for t, k in topics.items() if k == POINTCLOUD2)
     if len(clouds) != 1:
         raise ValueError(f'{bag_path}: expected exactly one PointCloud2 topic, found {clouds or "none"}; '
                          'name the LiDAR topic explicitly')
+    return clouds[0]
+
+
+def _default_cameras(bag_path: str | os.PathLike, topics: dict[str, str]) -> list[str]:
     groups: dict[str, list[str]] = {}
     for t in sorted(t for t, k in topics.items() if k in IMAGE_TYPES):
         info = camera_info_topic(t)
@@ -338,4 +377,16 @@ def default_topics(bag_path: str | os.PathLike, **overrides: Any) -> FrameAssemb
             raise ValueError(f'{bag_path}: camera {info} has several image topics {pick}; '
                              'name them explicitly')
         cameras.append(pick[0])
-    return FrameAssemblyConfig(lidar_topic=clouds[0], camera_topics=cameras, **overrides)
+    return cameras
+
+
+def default_topics(bag_path: str | os.PathLike, **overrides: Any) -> FrameAssemblyConfig:
+    """A config with the bag's only PointCloud2 topic and one image topic per camera.
+
+    Cameras are the image topics with a sibling camera_info topic; per camera a raw Image is preferred
+    over its ``/compressed`` twin. Several clouds, or several raw images per camera: ValueError.
+    """
+    with open_bag(bag_path) as reader:
+        topics = bag_topics(reader)
+    return FrameAssemblyConfig(lidar_topic=_default_lidar(bag_path, topics),
+                               camera_topics=_default_cameras(bag_path, topics), **overrides)

@@ -149,6 +149,13 @@ def test_default_topics(synthetic_bag, tmp_path):
     cfg = default_topics(synthetic_bag, slop_ns=10 * MS)
     assert cfg.lidar_topic == '/points' and cfg.camera_topics == [CAM_A, CAM_B] and cfg.slop_ns == 10 * MS
     assert camera_info_topic(CAM_B) == '/cam_b/camera_info'
+    auto = list(iter_frames(synthetic_bag, FrameAssemblyConfig(None, None)))
+    assert [f.index for f in auto] == [0, 1, 2, 3, 5, 6, 8, 9] and len(auto[0].cameras) == 2
+    counter: dict[str, int] = {}
+    assert len(list(iter_frames(synthetic_bag, FrameAssemblyConfig('/points', None), counter))) == 8
+    assert counter == {'clouds': 10, 'frames': 8, 'partial_frames': 0, 'nonfinite_points': 1,
+                       'dropped/missing_camera': 1, 'dropped/bad_cloud': 1,
+                       f'missing/{CAM_B}: no_image': 1, 'malformed//points': 1}
     assert FrameAssemblyConfig.from_dict({'lidar_topic': '/p', 'slop_ns': 5}).slop_ns == 5
     with pytest.raises(ValueError, match='unknown frame assembly option'):
         FrameAssemblyConfig.from_dict({'lidar_topic': '/p', 'slop': 5})
