@@ -134,7 +134,9 @@ def _to_rgb8(img: np.ndarray) -> np.ndarray:
         img = (img >> 8).astype(np.uint8)
     if img.dtype != np.uint8:
         raise ValueError(f'{img.dtype} image cannot be shown as RGB (depth image?)')
-    return np.ascontiguousarray(img)
+    if not (img.flags.c_contiguous and img.flags.writeable):   # decoded views of message bytes
+        img = np.array(img, order='C')
+    return img
 
 
 class _Assembler:
@@ -233,9 +235,11 @@ class _Assembler:
         if not keep.all():
             stats.nonfinite_points += int((~keep).sum())
             pts, xyz = pts[keep], xyz[keep]
-        intensity = np.asarray(pts['intensity'], dtype=np.float32) if 'intensity' in names else None
-        labels = np.asarray(pts['label'], dtype=np.int32) if 'label' in names else None
-        instances = np.asarray(pts['instance'], dtype=np.int32) if 'instance' in names else None
+        # Frames own writable, contiguous copies (message buffers may be read-only views).
+        xyz = np.array(xyz, dtype=np.float32, order='C')
+        intensity = np.array(pts['intensity'], dtype=np.float32) if 'intensity' in names else None
+        labels = np.array(pts['label'], dtype=np.int32) if 'label' in names else None
+        instances = np.array(pts['instance'], dtype=np.int32) if 'instance' in names else None
         lidar_frame = cfg.lidar_frame or str(cloud.header.frame_id).lstrip('/')
         cameras: list[CameraView] = []
         missing: list[str] = []

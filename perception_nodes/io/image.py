@@ -6,7 +6,8 @@ Returned arrays:
 - mono16, 16UC1 and 32FC1 (depth-like data): the single-channel ``(H, W)`` array in native byte
   order (uint16 / float32), unscaled; callers decide how to display it.
 ``step`` padding and ``is_bigendian`` are honoured; a mismatch between ``data``, ``step`` and the
-image size is a ValueError, as is an unknown encoding.
+image size is a ValueError, as is an unknown encoding. rgb8 / rgba8 / mono16 / 16UC1 / 32FC1 results
+are views of ``msg.data`` where possible (read-only when the message buffer is): copy before writing.
 """
 from __future__ import annotations
 

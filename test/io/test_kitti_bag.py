@@ -36,6 +36,8 @@ def check_frames_match_files(bag: Path, src: Path, n: int) -> list:
         np.testing.assert_array_equal(frame.points, scan[:, :3])
         np.testing.assert_array_equal(frame.intensity, scan[:, 3])
         assert frame.index == i and frame.stamp_ns == i * 100_000_000 and frame.frame_id == 'velodyne'
+        assert frame.points.flags.writeable and frame.points.flags.c_contiguous
+        assert all(c.image.flags.writeable and c.image.flags.c_contiguous for c in frame.cameras)
         if f.image is not None:
             cam = frame.cameras[0]
             calib = read_calib(f.calib)
