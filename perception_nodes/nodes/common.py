@@ -32,7 +32,6 @@ from perception_nodes.runtime.core import PerceptionCore
 from perception_nodes.runtime.extrinsics import transform_to_matrix
 from perception_nodes.runtime.params import NodeParams, ParamSpec, specs_for
 
-PACKAGE = 'perception_nodes'
 ARRAY_TYPES = {'string_array': Parameter.Type.STRING_ARRAY, 'double_array': Parameter.Type.DOUBLE_ARRAY}
 OUTPUT_TYPES = {'labeled_points': PointCloud2, 'similarity': PointCloud2, 'occupancy': OccupancyGrid,
                 'semantic_voxels': MarkerArray}
@@ -43,10 +42,11 @@ CoreBuilder = Callable[[NodeParams, RclpyMessageTypes, Callable[[str, str, int],
 
 
 def share_dir() -> str | None:
+    """The package share folder (source checkout or install), for relative vocabulary paths."""
+    from perception_nodes.vocabulary import config_dir
     try:
-        from ament_index_python.packages import get_package_share_directory
-        return get_package_share_directory(PACKAGE)
-    except Exception:  # noqa: BLE001  (not installed through colcon: relative paths use the cwd)
+        return str(config_dir().parent)
+    except FileNotFoundError:   # relative paths then resolve against the working directory
         return None
 
 

@@ -1,0 +1,155 @@
+"""Package metadata: package.xml (format 3, every runtime import declared), installed share/ files, the
+parameter file and the RViz configuration."""
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from lxml import etree
+
+from perception_nodes.runtime.params import specs_for
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = 'perception_nodes'
+# import name -> how it is declared: ('ros', key) a package.xml dependency, ('pip', distribution) a
+# setup.py install_requires entry (pip-installed next to the ROS packages; no rosdep key needed).
+IMPORT_KEYS: dict[str, tuple[str, str]] = {
+    'rclpy': ('ros', 'rclpy'), 'message_filters': ('ros', 'message_filters'), 'tf2_ros': ('ros', 'tf2_ros'),
+    'sensor_msgs': ('ros', 'sensor_msgs'), 'std_msgs': ('ros', 'std_msgs'), 'nav_msgs': ('ros', 'nav_msgs'),
+    'visualization_msgs': ('ros', 'visualization_msgs'), 'diagnostic_msgs': ('ros', 'diagnostic_msgs'),
+    'geometry_msgs': ('ros', 'geometry_msgs'), 'sensor_msgs_py': ('ros', 'sensor_msgs_py'),
+    # rcl_interfaces (ParameterDescriptor, SetParametersResult) is an exec_depend of rclpy itself
+    'rcl_interfaces': ('ros', 'rclpy'),
+    'launch': ('ros', 'launch'), 'launch_ros': ('ros', 'launch_ros'),
+    'ament_index_python': ('ros', 'ament_index_python'),
+    'numpy': ('ros', 'python3-numpy'), 'yaml': ('ros', 'python3-yaml'), 'cv2': ('ros', 'python3-opencv'),
+    'scipy': ('ros', 'python3-scipy'),
+    'torch': ('pip', 'torch'), 'transforms3d': ('pip', 'transforms3d'),
+}
+SCANNED = ['perception_nodes/nodes', 'perception_nodes/runtime', 'launch']
+ORDER = ['name', 'version', 'description', 'maintainer', 'license', 'url', 'author']
+
+
+def _package_xml() -> etree._Element:
+    return etree.parse(str(ROOT / 'package.xml')).getroot()
+
+
+def test_package_xml_is_format_3():
+    catkin_package = pytest.importorskip('catkin_pkg.package', reason='catkin_pkg not installed')
+    pkg = catkin_package.parse_package(str(ROOT / 'package.xml'))
+    pkg.validate()
+    assert pkg.package_format == 3 and pkg.name == PACKAGE
+    assert [e.tagname for e in pkg.exports] == ['build_type'] and pkg.exports[0].content == 'ament_python'
+    setup_version = re.search(r"version='([^']+)'", (ROOT / 'setup.py').read_text()).group(1)
+    assert pkg.version == setup_version
+    # the schema's sequence: name, version, description, maintainer+, license+, url*, author*, then depends
+    root = _package_xml()
+    assert root.tag == 'package' and root.get('format') == '3'
+    tags = [child.tag for child in root if isinstance(child.tag, str)]
+    head = [t for t in tags if t in ORDER]
+    assert head == sorted(head, key=ORDER.index) and tags[:len(head)] == head
+    assert tags[-1] == 'export'
+
+
+def _imports() -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for folder in SCANNED:
+        for path in sorted((ROOT / folder).glob('*.py')):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = []
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                for name in names:
+                    top = name.split('.')[0]
+                    if top not in sys.stdlib_module_names and top not in (PACKAGE, '__future__'):
+                        found.setdefault(top, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def test_package_xml_names_every_runtime_import():
+    imports = _imports()
+    assert {'rclpy', 'message_filters', 'tf2_ros', 'launch_ros', 'numpy', 'torch'} <= set(imports)
+    unmapped = {name: sorted(where) for name, where in imports.items() if name not in IMPORT_KEYS}
+    assert not unmapped, f'imports with no dependency mapping (add them to IMPORT_KEYS and package.xml): {unmapped}'
+    root = _package_xml()
+    ros_deps = {e.text.strip() for e in root if isinstance(e.tag, str) and e.tag in (
+        'depend', 'exec_depend', 'build_export_depend')}
+    setup_text = (ROOT / 'setup.py').read_text()
+    missing = []
+    for name in imports:
+        kind, key = IMPORT_KEYS[name]
+        if kind == 'ros' and key not in ros_deps:
+            missing.append(f'<exec_depend>{key}</exec_depend> (imported as {name})')
+        if kind == 'pip' and not re.search(rf"'{re.escape(key)}\s*[=<>!~]", setup_text):
+            missing.append(f'{key} in setup.py install_requires (imported as {name})')
+    assert not missing, f'undeclared runtime dependencies: {missing}'
+
+
+@pytest.fixture(scope='module')
+def wheel(tmp_path_factory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp('wheel')
+    proc = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
+                           '-w', str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
+    if proc.returncode:
+        pytest.fail(f'pip wheel failed:\n{proc.stdout}\n{proc.stderr}')
+    (path,) = out.glob(f'{PACKAGE}-*.whl')
+    return zipfile.ZipFile(path)
+
+
+def test_setup_installs_launch_config_and_rviz_files_into_share(wheel):
+    data = {n.split('.data/data/', 1)[1] for n in wheel.namelist() if '.data/data/' in n}
+    share = f'share/{PACKAGE}'
+    expected = {f'{share}/package.xml', f'share/ament_index/resource_index/packages/{PACKAGE}',
+                f'{share}/launch/perception.launch.py', f'{share}/launch/replay.launch.py',
+                f'{share}/config/perception.yaml', f'{share}/config/rviz/perception.rviz'}
+    expected |= {f'{share}/config/vocabularies/{p.name}' for p in (ROOT / 'config' / 'vocabularies').glob('*.yaml')}
+    assert expected <= data, f'missing from the install: {sorted(expected - data)}'
+    entry_points = next(n for n in wheel.namelist() if n.endswith('entry_points.txt'))
+    text = wheel.read(entry_points).decode()
+    assert 'fusion_node = perception_nodes.nodes.fusion_node:main' in text
+    assert 'student_node = perception_nodes.nodes.student_node:main' in text
+
+
+def test_parameter_file_documents_every_parameter():
+    path = ROOT / 'config' / 'perception.yaml'
+    text = path.read_text()
+    data = yaml.safe_load(text)
+    from perception_nodes.runtime.params import NodeParams
+    for node in ('fusion_node', 'student_node'):
+        section = text.split(f'\n{node}:', 1)[1].split('\n\n', 1)[0]
+        lines = section.splitlines()
+        for spec in specs_for(node):
+            key = next((i for i, line in enumerate(lines)
+                        if re.match(rf'\s+(# )?{spec.name}: ', line)), None)
+            assert key is not None, f'{node}.{spec.name} missing from {path.name}'
+            comment = ' '.join(line.strip()[2:] for line in lines[:key][::-1][:4] if line.strip().startswith('# '))
+            assert spec.description.split('.')[0][:40] in comment, f'{node}.{spec.name} not documented'
+        values = data[node]['ros__parameters']
+        assert set(values) <= {s.name for s in specs_for(node)}
+        NodeParams.from_dict(values, share_dir=ROOT)     # the shipped values are valid
+
+
+def test_rviz_shows_the_node_outputs():
+    config = yaml.safe_load((ROOT / 'config' / 'rviz' / 'perception.rviz').read_text())
+    displays = config['Visualization Manager']['Displays']
+    by_class = {}
+    for d in displays:
+        by_class.setdefault(d['Class'], []).append(d)
+    topics = {d['Topic']['Value'] for d in displays if isinstance(d.get('Topic'), dict)}
+    keys = {'labeled_points', 'occupancy', 'semantic_voxels', 'similarity', 'overlay/camera_2'}
+    allowed = {f'/{node}/{key}' for node in ('fusion_node', 'student_node') for key in keys}
+    assert topics <= allowed, topics - allowed
+    labeled = [d for d in by_class['rviz_default_plugins/PointCloud2'] if d['Topic']['Value'].endswith('labeled_points')]
+    assert labeled and all(d['Color Transformer'] == 'RGB8' for d in labeled)   # the per-class rgb field
+    assert by_class['rviz_default_plugins/Map'][0]['Topic']['Value'] == '/fusion_node/occupancy'
+    assert by_class['rviz_default_plugins/MarkerArray'][0]['Enabled'] is True
+    assert by_class['rviz_default_plugins/Image'][0]['Topic']['Value'] == '/fusion_node/overlay/camera_2'
+    assert config['Visualization Manager']['Global Options']['Fixed Frame'] == 'velodyne'
