@@ -241,3 +241,20 @@ def test_garbage_raises_value_error_only(msg, skip_nans):
     except ValueError:
         return
     assert len(points) <= max(len(msg.data), 1) * 64  # decoded: consistent with the buffer
+
+
+def test_rclpy_style_data_buffers():
+    """rclpy messages carry array.array('B') (or bytes / lists); all decode alike, buffers without copies."""
+    import array
+
+    xyz = np.arange(12, dtype=np.float32).reshape(4, 3)
+    msg = pc2.create_cloud_xyz32(header('v', 0), xyz)
+    raw = bytes(msg.data)
+    for data in (raw, bytearray(raw), array.array('B', raw), list(raw), memoryview(raw)):
+        layout = ('fields', 'height', 'width', 'point_step', 'row_step', 'is_bigendian')
+        alike = SimpleNamespace(**{k: getattr(msg, k) for k in layout}, data=data)
+        np.testing.assert_array_equal(pc2.read_points_numpy(alike), xyz)
+    buf = array.array('B', raw)
+    view = pc2.read_points(SimpleNamespace(**{**vars(alike), 'data': buf}))
+    buf[0:4] = array.array('B', struct.pack('<f', 42.0))
+    assert view['x'][0] == 42.0                                   # a view of the array.array's memory
