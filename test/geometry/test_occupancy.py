@@ -1,0 +1,129 @@
+"""POP-3D ray-cast labels against a tiny-step reference; the navigation grid."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from perception_nodes.geometry.occupancy import (FREE, IGNORE, OCCUPIED, NavGridSpec, navigation_grid,
+                                                 ray_cast_labels)
+from perception_nodes.geometry.voxels import GridSpec
+
+GRID = GridSpec(lower=(-4.0, -4.0, -2.0), upper=(4.0, 4.0, 2.0), shape=(16, 16, 8))
+
+
+def _reference(points: np.ndarray, origin: np.ndarray, grid: GridSpec, labels, step: float) -> np.ndarray:
+    """Walk every ray from the origin to its point in steps of ``step`` metres (t in [0, 1))."""
+    lower, size, shape = np.array(grid.lower), np.array(grid.voxel_size), np.array(grid.shape)
+    out = np.full(grid.shape, IGNORE, dtype=np.int64)
+    for p in points:
+        length = np.linalg.norm(p - origin)
+        t = np.arange(0.0, 1.0, step / length)
+        idx = np.floor((origin + t[:, None] * (p - origin) - lower) / size).astype(np.int64)
+        idx = idx[np.all((idx >= 0) & (idx < shape), axis=1)]
+        out[idx[:, 0], idx[:, 1], idx[:, 2]] = FREE
+    cells: dict[tuple, list[int]] = {}
+    for i, p in enumerate(points):
+        idx = np.floor((p - lower) / size).astype(np.int64)
+        if np.all((idx >= 0) & (idx < shape)):
+            cells.setdefault(tuple(idx), []).append(i)
+    for idx, members in cells.items():
+        if labels is None:
+            out[idx] = OCCUPIED
+        else:
+            counts = Counter(labels[members].tolist())
+            top = max(counts.values())
+            out[idx] = min(k for k, v in counts.items() if v == top)
+    return out
+
+
+def _segment_box_length(o: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
+    """Length of the part of segment o -> p inside the closed box [lo, hi] (-1 if none)."""
+    d = p - o
+    t0, t1 = 0.0, 1.0
+    for a in range(3):
+        if abs(d[a]) < 1e-15:
+            if not lo[a] <= o[a] <= hi[a]:
+                return -1.0
+            continue
+        ta, tb = sorted(((lo[a] - o[a]) / d[a], (hi[a] - o[a]) / d[a]))
+        t0, t1 = max(t0, ta), min(t1, tb)
+    return (t1 - t0) * np.linalg.norm(d) if t1 >= t0 else -1.0
+
+
+@pytest.mark.parametrize('seed', [0, 1, 2])
+def test_matches_tiny_step_reference(seed):
+    rng = np.random.default_rng(seed)
+    origin = rng.uniform(-0.7, 0.7, 3)
+    n = 150
+    direction = rng.normal(size=(n, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    points = origin + direction * rng.uniform(0.3, 7.0, (n, 1))      # some beyond the grid
+    labels = rng.integers(0, 3, n)
+    step = 1e-3
+    got = ray_cast_labels(torch.from_numpy(points), torch.from_numpy(origin), GRID, torch.from_numpy(labels)).numpy()
+    ref = _reference(points, origin, GRID, labels, step)
+    assert (ref == FREE).sum() > 100 and (ref >= 0).sum() > 30
+    diff = np.argwhere(got != ref)
+    # the reference can only miss voxels a ray clips for less than one step (documented boundary ties)
+    lower, size = np.array(GRID.lower), np.array(GRID.voxel_size)
+    for idx in diff:
+        assert got[tuple(idx)] == FREE and ref[tuple(idx)] == IGNORE, (idx, got[tuple(idx)], ref[tuple(idx)])
+        lo = lower + idx * size
+        lengths = [_segment_box_length(origin, p, lo, lo + size) for p in points]
+        assert any(0 <= x < 2 * step for x in lengths), idx
+    assert len(diff) <= 2
+
+
+def test_known_answer_axis_aligned_ray():
+    grid = GridSpec((0.0, 0.0, 0.0), (4.0, 1.0, 1.0), (8, 2, 2))
+    out = ray_cast_labels(torch.tensor([[2.3, 0.25, 0.25]]), torch.tensor([0.1, 0.25, 0.25]), grid)
+    expected = torch.full((8, 2, 2), IGNORE)
+    expected[0:4, 0, 0] = FREE
+    expected[4, 0, 0] = OCCUPIED
+    assert torch.equal(out, expected)
+
+
+def test_points_outside_free_what_they_cross_and_occupied_wins():
+    grid = GridSpec((0.0, 0.0, 0.0), (4.0, 1.0, 1.0), (4, 1, 1))
+    # one ray ends beyond the grid, another ends inside voxel 1 which the first crosses
+    pts = torch.tensor([[10.0, 0.5, 0.5], [1.5, 0.5, 0.5]])
+    out = ray_cast_labels(pts, torch.tensor([-3.0, 0.5, 0.5]), grid, labels=torch.tensor([4, 9]))
+    assert out.view(-1).tolist() == [FREE, 9, FREE, FREE]
+
+
+def test_empty_nan_and_bad_input():
+    assert (ray_cast_labels(torch.zeros(0, 3), torch.zeros(3), GRID) == IGNORE).all()
+    out = ray_cast_labels(torch.tensor([[float('nan'), 0, 0], [1.1, 0.1, 0.1]]), torch.zeros(3), GRID)
+    assert (out == OCCUPIED).sum() == 1 and (out == FREE).sum() == 2
+    with pytest.raises(ValueError, match='origin'):
+        ray_cast_labels(torch.zeros(2, 3), torch.tensor([0.0, float('nan'), 0.0]), GRID)
+    with pytest.raises(ValueError, match='labels'):
+        ray_cast_labels(torch.ones(2, 3), torch.zeros(3), GRID, labels=torch.tensor([-1, 2]))
+    assert len({FREE, IGNORE, OCCUPIED}) == 3 and max(FREE, IGNORE, OCCUPIED) < 0
+
+
+def test_navigation_grid_wall():
+    # a wall 5 m ahead spanning y in [-2, 2], in the height band; ground returns below the band
+    ys = np.linspace(-2, 2, 81)
+    wall = np.stack([np.full_like(ys, 5.05), ys, np.full_like(ys, -0.5)], axis=1)
+    ground = np.stack([np.full_like(ys, 3.0), ys, np.full_like(ys, -1.73)], axis=1)
+    pts = torch.from_numpy(np.concatenate([wall, ground]))
+    labels = torch.tensor([2] * len(ys) + [0] * len(ys))
+    spec = NavGridSpec(resolution=0.5, size_xy=(20.0, 20.0), frame_id='velodyne')
+    grid = navigation_grid(pts, torch.zeros(3), spec, labels=labels, obstacle_classes=[2])
+    assert grid.data.shape == (40, 40) and grid.data.dtype == np.int8 and grid.frame_id == 'velodyne'
+    assert grid.origin_xy == (-10.0, -10.0)
+
+    def cell(x: float, y: float) -> int:
+        return int(grid.data[int((y + 10) / 0.5), int((x + 10) / 0.5)])
+    assert cell(5.1, 0.1) == 100 and cell(2.0, 0.1) == 0 and cell(0.1, 0.1) == 0
+    assert cell(7.0, 0.1) == -1 and cell(-5.0, 0.0) == -1
+    # without the class filter the ground (below the band) still only frees cells
+    assert (navigation_grid(pts, torch.zeros(3), spec).data == 100).sum() == (grid.data == 100).sum()
+    with pytest.raises(ValueError, match='labels'):
+        navigation_grid(pts, torch.zeros(3), spec, obstacle_classes=[2])
+    with pytest.raises(ValueError, match='z_max'):
+        NavGridSpec(z_min=1.0, z_max=0.0)
