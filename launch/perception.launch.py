@@ -53,9 +53,9 @@ def generate_launch_description():
                               description='use /clock (bag playback with --clock)'),
         DeclareLaunchArgument('rviz', default_value='true', choices=['true', 'false'],
                               description='start RViz with config/rviz/perception.rviz'),
-        DeclareLaunchArgument('rviz_config',
-                              default_value=PathJoinSubstitution([share, 'config', 'rviz', 'perception.rviz']),
-                              description='RViz configuration file'),
+        DeclareLaunchArgument(
+            'rviz_config', description='RViz configuration file',
+            default_value=PathJoinSubstitution([share, 'config', 'rviz', 'perception.rviz'])),
         DeclareLaunchArgument('log_level', default_value='info', description='ROS log level of the nodes'),
         OpaqueFunction(function=_nodes),
         Node(package='rviz2', executable='rviz2', name='rviz2', output='log',

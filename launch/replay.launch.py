@@ -25,9 +25,10 @@ def generate_launch_description():
         launch_arguments=[(name, LaunchConfiguration(name)) for name in FORWARDED]
         + [('use_sim_time', 'true'), ('input_qos', LaunchConfiguration('input_qos'))])
     return LaunchDescription([
-        DeclareLaunchArgument('bag', description='bag to play (folder or .mcap/.db3), e.g. from ovp kitti-to-bag'),
+        DeclareLaunchArgument('bag', description='bag to play (folder, .mcap or .db3; see ovp kitti-to-bag)'),
         DeclareLaunchArgument('rate', default_value='1.0', description='playback rate'),
-        DeclareLaunchArgument('loop', default_value='false', choices=['true', 'false'], description='loop the bag'),
+        DeclareLaunchArgument('loop', default_value='false', choices=['true', 'false'],
+                              description='loop the bag'),
         DeclareLaunchArgument('start_delay', default_value='3.0',
                               description='seconds to wait for the nodes (model loading) before playing'),
         DeclareLaunchArgument('input_qos', default_value='reliable', choices=['sensor_data', 'reliable'],
@@ -38,8 +39,8 @@ def generate_launch_description():
         DeclareLaunchArgument('lidar_topic', default_value=''),
         DeclareLaunchArgument('cameras', default_value=''),
         DeclareLaunchArgument('rviz', default_value='true', choices=['true', 'false']),
-        DeclareLaunchArgument('rviz_config',
-                              default_value=PathJoinSubstitution([share, 'config', 'rviz', 'perception.rviz'])),
+        DeclareLaunchArgument(
+            'rviz_config', default_value=PathJoinSubstitution([share, 'config', 'rviz', 'perception.rviz'])),
         DeclareLaunchArgument('log_level', default_value='info'),
         perception,
         TimerAction(period=LaunchConfiguration('start_delay'), actions=[

@@ -47,7 +47,8 @@ def test_perception_launch_description(ros_launch):
     assert args['mode'].default_value[0].perform(launch.LaunchContext()) == 'fusion'
 
 
-@pytest.mark.parametrize('mode, nodes', [('fusion', ['fusion_node']), ('both', ['fusion_node', 'student_node'])])
+@pytest.mark.parametrize('mode, nodes', [('fusion', ['fusion_node']),
+                                         ('both', ['fusion_node', 'student_node'])])
 def test_perception_launch_starts_the_nodes_of_the_mode(ros_launch, mode, nodes):
     launch = ros_launch
     from launch_ros.actions import Node

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip('rclpy', reason='rclpy is not installed (not a ROS 2 machine): run with launch_test there')
+pytest.importorskip('rclpy', reason='rclpy is not installed (not a ROS 2 machine; run it there)')
 pytest.importorskip('launch_testing', reason='launch_testing is not installed (not a ROS 2 machine)')
 
 import launch  # noqa: E402
@@ -44,7 +44,8 @@ def generate_test_description():
     node = launch_ros.actions.Node(
         package='perception_nodes', executable='fusion_node', name='fusion_node', output='screen',
         parameters=[{'lidar_topic': '/test/points', 'camera_names': ['cam'],
-                     'camera_image_topics': ['/test/cam/image_raw'], 'camera_info_topics': ['/test/cam/camera_info'],
+                     'camera_image_topics': ['/test/cam/image_raw'],
+                     'camera_info_topics': ['/test/cam/camera_info'],
                      'input_qos': 'reliable', 'pipeline_config': str(config), 'vocabulary': ['car', 'road'],
                      'silent_topic_timeout': 2.0, 'diagnostics_period': 0.5}])
     return launch.LaunchDescription([tf, node, launch_testing.actions.ReadyToTest()]), {'fusion': node}
@@ -126,9 +127,10 @@ class TestFusionNode(unittest.TestCase):
 
         client = self.node.create_client(SetParameters, '/fusion_node/set_parameters')
         self.assertTrue(client.wait_for_service(timeout_sec=10.0))
-        value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=['person', 'bicycle',
-                                                                                               'tree'])
-        future = client.call_async(SetParameters.Request(parameters=[Parameter(name='vocabulary', value=value)]))
+        value = ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY,
+                               string_array_value=['person', 'bicycle', 'tree'])
+        request = SetParameters.Request(parameters=[Parameter(name='vocabulary', value=value)])
+        future = client.call_async(request)
         rclpy.spin_until_future_complete(self.node, future, timeout_sec=10.0)
         self.assertTrue(future.result().results[0].successful)
         self.assertTrue(self._spin_until(lambda: classes and 'bicycle' in classes[-1].data, publish),

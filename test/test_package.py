@@ -78,7 +78,7 @@ def test_package_xml_names_every_runtime_import():
     imports = _imports()
     assert {'rclpy', 'message_filters', 'tf2_ros', 'launch_ros', 'numpy', 'torch'} <= set(imports)
     unmapped = {name: sorted(where) for name, where in imports.items() if name not in IMPORT_KEYS}
-    assert not unmapped, f'imports with no dependency mapping (add them to IMPORT_KEYS and package.xml): {unmapped}'
+    assert not unmapped, f'imports without a dependency mapping (IMPORT_KEYS, package.xml): {unmapped}'
     root = _package_xml()
     ros_deps = {e.text.strip() for e in root if isinstance(e.tag, str) and e.tag in (
         'depend', 'exec_depend', 'build_export_depend')}
@@ -110,7 +110,8 @@ def test_setup_installs_launch_config_and_rviz_files_into_share(wheel):
     expected = {f'{share}/package.xml', f'share/ament_index/resource_index/packages/{PACKAGE}',
                 f'{share}/launch/perception.launch.py', f'{share}/launch/replay.launch.py',
                 f'{share}/config/perception.yaml', f'{share}/config/rviz/perception.rviz'}
-    expected |= {f'{share}/config/vocabularies/{p.name}' for p in (ROOT / 'config' / 'vocabularies').glob('*.yaml')}
+    vocabularies = (ROOT / 'config' / 'vocabularies').glob('*.yaml')
+    expected |= {f'{share}/config/vocabularies/{p.name}' for p in vocabularies}
     assert expected <= data, f'missing from the install: {sorted(expected - data)}'
     entry_points = next(n for n in wheel.namelist() if n.endswith('entry_points.txt'))
     text = wheel.read(entry_points).decode()
@@ -130,7 +131,8 @@ def test_parameter_file_documents_every_parameter():
             key = next((i for i, line in enumerate(lines)
                         if re.match(rf'\s+(# )?{spec.name}: ', line)), None)
             assert key is not None, f'{node}.{spec.name} missing from {path.name}'
-            comment = ' '.join(line.strip()[2:] for line in lines[:key][::-1][:4] if line.strip().startswith('# '))
+            above = lines[:key][::-1][:4]
+            comment = ' '.join(line.strip()[2:] for line in above if line.strip().startswith('# '))
             assert spec.description.split('.')[0][:40] in comment, f'{node}.{spec.name} not documented'
         values = data[node]['ros__parameters']
         assert set(values) <= {s.name for s in specs_for(node)}
@@ -147,7 +149,8 @@ def test_rviz_shows_the_node_outputs():
     keys = {'labeled_points', 'occupancy', 'semantic_voxels', 'similarity', 'overlay/camera_2'}
     allowed = {f'/{node}/{key}' for node in ('fusion_node', 'student_node') for key in keys}
     assert topics <= allowed, topics - allowed
-    labeled = [d for d in by_class['rviz_default_plugins/PointCloud2'] if d['Topic']['Value'].endswith('labeled_points')]
+    clouds = by_class['rviz_default_plugins/PointCloud2']
+    labeled = [d for d in clouds if d['Topic']['Value'].endswith('labeled_points')]
     assert labeled and all(d['Color Transformer'] == 'RGB8' for d in labeled)   # the per-class rgb field
     assert by_class['rviz_default_plugins/Map'][0]['Topic']['Value'] == '/fusion_node/occupancy'
     assert by_class['rviz_default_plugins/MarkerArray'][0]['Enabled'] is True

@@ -54,8 +54,8 @@ def input_qos(name: str, depth: int) -> QoSProfile:
     """'sensor_data': best effort (matches best-effort and reliable publishers); 'reliable': bag playback."""
     if name == 'sensor_data':
         return qos_profile_sensor_data
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(depth, 5), reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.VOLATILE)
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=max(depth, 5),
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 class StampOffsetFilter(message_filters.SimpleFilter):
@@ -123,7 +123,9 @@ class PerceptionNode(Node):
         for spec in specs:
             param = self.get_parameter_or(spec.name, None)
             value = None if param is None or param.type_ == Parameter.Type.NOT_SET else param.value
-            values[spec.name] = spec.default if value is None else list(value) if spec.kind in ARRAY_TYPES else value
+            if value is not None and spec.kind in ARRAY_TYPES:
+                value = list(value)
+            values[spec.name] = spec.default if value is None else value
         return values
 
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
@@ -152,14 +154,18 @@ class PerceptionNode(Node):
                 self.core.on_synchronized(msg)
             self.create_subscription(PointCloud2, p.lidar_topic, on_cloud, qos, callback_group=group)
             return
-        cloud = message_filters.Subscriber(self, PointCloud2, p.lidar_topic, qos_profile=qos, callback_group=group)
+        cloud = message_filters.Subscriber(self, PointCloud2, p.lidar_topic, qos_profile=qos,
+                                           callback_group=group)
         cloud.registerCallback(lambda msg: self.core.on_input(p.lidar_topic))
         filters: list[Any] = [cloud]
         for cam in p.cameras:
             msg_type = CompressedImage if cam.transport == 'compressed' else Image
-            sub = message_filters.Subscriber(self, msg_type, cam.image_topic, qos_profile=qos, callback_group=group)
+            sub = message_filters.Subscriber(self, msg_type, cam.image_topic, qos_profile=qos,
+                                             callback_group=group)
             sub.registerCallback(lambda msg, topic=cam.image_topic: self.core.on_input(topic))
-            filters.append(StampOffsetFilter(sub, cam.time_offset_ns, self.msgs) if cam.time_offset_ns else sub)
+            if cam.time_offset_ns:
+                sub = StampOffsetFilter(sub, cam.time_offset_ns, self.msgs)
+            filters.append(sub)
         # The Python synchronizer matches on |stamp difference| <= slop (no inter-message bound as in C++).
         self.synchronizer = message_filters.ApproximateTimeSynchronizer(filters, p.queue_size, p.slop)
         self.synchronizer.registerCallback(self.core.on_synchronized)
@@ -173,8 +179,7 @@ class PerceptionNode(Node):
     def _publish(self, key: str, msg: Any) -> None:
         publisher = self._publishers.get(key)
         if publisher is None:       # e.g. an overlay for a camera the node was not configured with
-            name = key.replace('/', '_')
-            publisher = self.create_publisher(type(msg), f'~/{key}' if key.startswith('overlay/') else f'~/{name}', 2)
+            publisher = self.create_publisher(type(msg), f'~/{key}', 2)
             self._publishers[key] = publisher
         publisher.publish(msg)
 

@@ -60,8 +60,7 @@ def convert_value(rosidl_type: str, value: Any, where: str = '') -> Any:
         if isinstance(value, array.array) and value.typecode == code:
             return value
         if isinstance(value, (bytes, bytearray, memoryview)):
-            arr = np.frombuffer(value, dtype=np.uint8)
-            arr = arr.view(dtype) if np.dtype(dtype).itemsize == 1 else np.frombuffer(bytes(value), dtype=dtype)
+            arr = np.frombuffer(bytes(value), dtype=dtype)
         else:
             arr = np.asarray(value).reshape(-1).astype(dtype, copy=False)
         out = array.array(code)

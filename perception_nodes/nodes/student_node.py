@@ -1,4 +1,4 @@
-"""``ros2 run perception_nodes student_node``: LiDAR-only 3D student (TensorRT on GPU, ONNX Runtime on CPU)."""
+"""``ros2 run perception_nodes student_node``: LiDAR-only 3D student (TensorRT on GPU, else ONNX Runtime)."""
 from __future__ import annotations
 
 from typing import Any

@@ -84,7 +84,8 @@ def cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None]:
 class FrameAssembler:
     """Builds a ``Frame`` from a ``SyncedSet`` (None when the set must be skipped)."""
 
-    def __init__(self, cameras: Sequence[CameraInput], extrinsics: ExtrinsicsCache, stats: RuntimeStats) -> None:
+    def __init__(self, cameras: Sequence[CameraInput], extrinsics: ExtrinsicsCache,
+                 stats: RuntimeStats) -> None:
         self.cameras = list(cameras)
         self.extrinsics = extrinsics
         self.stats = stats
@@ -118,7 +119,7 @@ class FrameAssembler:
     def _camera(self, cam: CameraInput, image_msg: Any, info: Any, lidar_frame: str, stamp_ns: int) -> Any:
         if info is None:
             self.stats.count(counters.MISSING_CAMERA_INFO,
-                             problem=f'no CameraInfo received yet on {cam.info_topic} for camera {cam.name!r}')
+                             problem=f'no CameraInfo yet on {cam.info_topic} for camera {cam.name!r}')
             return None
         try:
             model = camera_model_from_msg(info)

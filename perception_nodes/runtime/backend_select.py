@@ -1,4 +1,4 @@
-"""Pick and load the student backend from node parameters: TensorRT on GPU, ONNX Runtime on CPU as fallback."""
+"""Pick and load the student backend from node parameters: TensorRT on GPU, ONNX Runtime as fallback."""
 from __future__ import annotations
 
 import importlib.util
@@ -32,7 +32,7 @@ def backend_plan(params: NodeParams, cuda: bool, tensorrt: bool) -> list[dict[st
     else CPU) as the fallback.
     """
     if not params.model_path:
-        raise ValueError('student_node needs model_path (a .engine, .onnx or .safetensors student checkpoint)')
+        raise ValueError('student_node needs model_path (a .engine, .onnx or .safetensors student)')
     path = params.model_path
     suffix = Path(path).suffix.lower()
     device = params.device if params.device != 'auto' else ('cuda' if cuda else 'cpu')

@@ -23,8 +23,8 @@ import numpy as np
 
 from perception_nodes.frame import Frame
 from perception_nodes.io.messages import MessageTypes
-from perception_nodes.io.outputs import (labeled_cloud, occupancy_grid_msg, overlay_image_msg, similarity_cloud,
-                                         voxel_markers)
+from perception_nodes.io.outputs import (labeled_cloud, occupancy_grid_msg, overlay_image_msg,
+                                         similarity_cloud, voxel_markers)
 from perception_nodes.io.stamps import header
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
 from perception_nodes.runtime import stats as counters
@@ -77,7 +77,7 @@ class PerceptionCore:
         raise NotImplementedError
 
     def apply_vocabulary(self, request: VocabularyRequest) -> None:
-        """Make the model use ``request`` from the next frame on (text embeddings from cache or recomputed)."""
+        """Use ``request`` from the next frame on (text embeddings from the cache or recomputed)."""
         raise NotImplementedError
 
     def text_embedding(self, text: str) -> np.ndarray:
@@ -150,7 +150,8 @@ class PerceptionCore:
     def classes_message(self) -> Any:
         """std_msgs/String with the active vocabulary as JSON (label value k = classes[k])."""
         voc = self.vocabulary
-        data = {'vocabulary': (voc.source or 'custom') if voc else '', 'classes': list(voc.names) if voc else [],
+        data = {'vocabulary': (voc.source or 'custom') if voc else '',
+                'classes': list(voc.names) if voc else [],
                 'colors': [list(map(int, c)) for c in self.palette], 'unknown_label': UNKNOWN_LABEL}
         return self.msgs.new('std_msgs/msg/String', data=json.dumps(data))
 
@@ -192,7 +193,8 @@ class PerceptionCore:
             out['occupancy'] = occupancy_grid_msg(grid, header(grid.frame_id or outputs.frame_id,
                                                                outputs.stamp_ns, msgs), msgs)
         if outputs.voxels is not None:
-            out['semantic_voxels'] = voxel_markers(outputs.voxels, hdr, outputs.class_names, self.palette, msgs)
+            out['semantic_voxels'] = voxel_markers(outputs.voxels, hdr, outputs.class_names, self.palette,
+                                                   msgs)
         if self.params.publish_overlays:
             views = {view.name: view for view in frame.cameras}
             for name, image in outputs.overlays.items():
@@ -201,7 +203,7 @@ class PerceptionCore:
                 out[f'overlay/{name}'] = overlay_image_msg(image, cam_hdr, msgs)
         if self.query_embedding is not None:
             if outputs.embeddings is None:
-                self.stats.count(counters.BAD_QUERY, problem='the model produced no point embeddings for queries')
+                self.stats.count(counters.BAD_QUERY, problem='the model gave no point embeddings for queries')
             else:
                 sim = similarity_scores(outputs.embeddings, self.query_embedding)
                 out['similarity'] = similarity_cloud(outputs.points, sim, hdr, msgs)

@@ -67,7 +67,8 @@ class DiagnosticsReporter:
         for name, text in sorted(stats.last_problem.items()):
             errors[f'last {name}'] = text
         if grown:
-            detail = '; '.join(f'{n}: {stats.last_problem[n]}' if n in stats.last_problem else n for n in grown)
+            detail = '; '.join(f'{n}: {stats.last_problem[n]}' if n in stats.last_problem else n
+                               for n in grown)
             status_err = StatusEntry(WARN, f'{self.node_name}: input errors', f'new errors: {detail}', errors)
         else:
             status_err = StatusEntry(OK, f'{self.node_name}: input errors', 'no new errors', errors)

@@ -56,8 +56,8 @@ class ExtrinsicsCache:
         except TransformUnavailable:
             raise
         except Exception as exc:  # tf2 raises LookupException, ExtrapolationException, ...
-            raise TransformUnavailable(
-                f'no transform {source!r} -> {target!r} at {stamp_ns} ns: {type(exc).__name__}: {exc}') from exc
+            raise TransformUnavailable(f'no transform {source!r} -> {target!r} at {stamp_ns} ns: '
+                                       f'{type(exc).__name__}: {exc}') from exc
         if matrix.shape != (4, 4) or not np.all(np.isfinite(matrix)):
             raise TransformUnavailable(f'transform {source!r} -> {target!r} is not a finite 4x4 matrix')
         if self.static:

@@ -15,7 +15,7 @@ from perception_nodes.runtime.student_core import StudentCore
 
 
 def pipeline_config(params: NodeParams, overrides: dict[str, Any] | None = None) -> Any:
-    """The PipelineConfig of ``pipeline_config`` (defaults when empty), keeping fused embeddings for queries."""
+    """PipelineConfig from ``pipeline_config`` (defaults when empty); keeps fused embeddings for queries."""
     from perception_nodes.config import load_config, with_overrides
     config = load_config(params.pipeline_config or None)
     return with_overrides(config, {'fusion.keep_embeddings': True, **(overrides or {})})

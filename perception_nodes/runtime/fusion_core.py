@@ -1,4 +1,4 @@
-"""Core of ``fusion_node``: synchronized LiDAR + cameras -> ``Pipeline`` (2D CLIP features fused onto points)."""
+"""Core of ``fusion_node``: synchronized LiDAR + cameras -> ``Pipeline`` (CLIP features fused onto points)."""
 from __future__ import annotations
 
 from typing import Any
@@ -19,7 +19,8 @@ class FusionCore(PerceptionCore):
 
     node_name = 'fusion_node'
 
-    def __init__(self, params: NodeParams, pipeline: Any, msgs: MessageTypes, lookup: Lookup, **kwargs: Any) -> None:
+    def __init__(self, params: NodeParams, pipeline: Any, msgs: MessageTypes, lookup: Lookup,
+                 **kwargs: Any) -> None:
         if not params.cameras:
             raise ValueError('fusion_node needs at least one camera (camera_names, camera_image_topics, '
                              'camera_info_topics); use student_node for LiDAR only')

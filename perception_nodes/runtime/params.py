@@ -49,7 +49,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('input_qos', 'sensor_data', 'string',
               "'sensor_data' (best effort, robot) or 'reliable' (bag playback). A QoS mismatch drops "
               'messages silently: watch the silent-topic warning.'),
-    ParamSpec('queue_size', 10, 'integer', 'message_filters ApproximateTimeSynchronizer queue size per topic.'),
+    ParamSpec('queue_size', 10, 'integer',
+              'message_filters ApproximateTimeSynchronizer queue size per topic.'),
     ParamSpec('slop', 0.05, 'double',
               'Synchronizer slop in seconds: the largest stamp spread accepted within one set.'),
     ParamSpec('max_frame_age', 0.5, 'double',
@@ -107,7 +108,8 @@ class CameraInput:
 
     @property
     def image_type(self) -> str:
-        return 'sensor_msgs/msg/CompressedImage' if self.transport == 'compressed' else 'sensor_msgs/msg/Image'
+        compressed = self.transport == 'compressed'
+        return 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class VocabularyRequest:
     colors: tuple[tuple[int, int, int], ...] = ()
 
     def argument(self) -> list[str] | str:
-        """What to hand to ``Pipeline.set_vocabulary``: the vocabulary name/path when given, else the names."""
+        """What ``Pipeline.set_vocabulary`` gets: the vocabulary name/path when given, else the names."""
         return self.source if self.source else list(self.names)
 
 
@@ -209,7 +211,7 @@ class NodeParams:
             if spec is None:
                 raise ValueError(f'unknown parameter {name!r}')
             if not spec.live:
-                raise ValueError(f'parameter {name!r} is read-only while the node runs (restart to change it)')
+                raise ValueError(f'parameter {name!r} is read-only while the node runs (restart to change)')
         raw = self.to_dict()
         raw.update(changes)
         return NodeParams.from_dict(raw, share_dir)

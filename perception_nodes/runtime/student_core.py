@@ -60,8 +60,9 @@ class StudentCore(PerceptionCore):
 
     node_name = 'student_node'
 
-    def __init__(self, params: NodeParams, backend: Any, text_embedder: Any, msgs: MessageTypes, lookup: Lookup,
-                 *, project_text: Callable[[torch.Tensor], torch.Tensor] | None = None, pipeline: Any = None,
+    def __init__(self, params: NodeParams, backend: Any, text_embedder: Any, msgs: MessageTypes,
+                 lookup: Lookup, *, project_text: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 pipeline: Any = None,
                  voxel_grid: GridSpec | None = DEFAULT_VOXEL_GRID, nav_grid: NavGridSpec | None = None,
                  backend_name: str = '', **kwargs: Any) -> None:
         if params.ensemble and (pipeline is None or not params.cameras):
@@ -105,8 +106,8 @@ class StudentCore(PerceptionCore):
         intensity = frame.intensity if frame.intensity is not None else np.zeros(n, np.float32)
         points = np.concatenate([frame.points, intensity.reshape(-1, 1)], axis=1).astype(np.float32)
         result = self.backend.infer(points)
-        emb = torch.as_tensor(np.asarray(result.point_embeddings) if not torch.is_tensor(result.point_embeddings)
-                              else result.point_embeddings).float().cpu()
+        emb = result.point_embeddings
+        emb = (emb if torch.is_tensor(emb) else torch.as_tensor(np.asarray(emb))).float().cpu()
         if emb.shape[0] != n:
             raise ValueError(f'backend returned {emb.shape[0]} embeddings for {n} points')
         labels, scores = cosine_classify(emb, self.text_student)
@@ -121,7 +122,8 @@ class StudentCore(PerceptionCore):
                 labels = torch.where(take, labels_2d, labels)
                 scores = torch.where(take, scores_2d, scores)
         no_feature = ~torch.isfinite(scores)           # invalid points (non-finite input): unknown
-        labels_np = torch.where(no_feature, torch.full_like(labels, UNKNOWN_LABEL), labels).numpy().astype(np.uint16)
+        labels = torch.where(no_feature, torch.full_like(labels, UNKNOWN_LABEL), labels)
+        labels_np = labels.numpy().astype(np.uint16)
         scores_np = torch.where(no_feature, torch.zeros_like(scores), scores).numpy().astype(np.float32)
         outputs = Outputs(stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, points=frame.points,
                           intensity=frame.intensity, labels=labels_np, scores=scores_np,

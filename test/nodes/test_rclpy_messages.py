@@ -1,4 +1,4 @@
-"""The rclpy message factory's conversions, against rosidl-like classes with strict setters (no ROS needed)."""
+"""The rclpy message factory's conversions against rosidl-like classes with strict setters (no ROS)."""
 from __future__ import annotations
 
 import array
@@ -58,9 +58,9 @@ def fake_msgs(monkeypatch):
 def test_values_take_the_rosidl_representation(fake_msgs):
     factory = RclpyMessageTypes()
     pixels = np.arange(12, dtype=np.uint8)
-    msg = factory.new('fake_msgs/msg/Thing', data=pixels, k=np.eye(3).reshape(-1), level=2, x=1, n=np.uint32(7),
-                      flag=np.bool_(True), name='cam', names=('a', 'b'), vals=np.array([0.5, 1.5]),
-                      d=[0.1, -0.2, 0.0, 0.0, 0.0])
+    msg = factory.new('fake_msgs/msg/Thing', data=pixels, k=np.eye(3).reshape(-1), level=2, x=1,
+                      n=np.uint32(7), flag=np.bool_(True), name='cam', names=('a', 'b'),
+                      vals=np.array([0.5, 1.5]), d=[0.1, -0.2, 0.0, 0.0, 0.0])
     assert bytes(msg.data) == pixels.tobytes()
     assert msg.level == b'\x02' and msg.x == 1.0 and msg.n == 7 and msg.flag is True
     assert list(msg.vals) == [0.5, 1.5] and list(msg.d) == [0.1, -0.2, 0.0, 0.0, 0.0]
@@ -75,7 +75,8 @@ def test_values_take_the_rosidl_representation(fake_msgs):
 
 def test_float_array_bytes_are_exact():
     out = convert_value('sequence<float>', np.array([1.25, -3.5, np.inf], np.float64))
-    assert out.typecode == 'f' and np.array_equal(np.frombuffer(out.tobytes(), np.float32), [1.25, -3.5, np.inf])
+    assert out.typecode == 'f'
+    assert np.array_equal(np.frombuffer(out.tobytes(), np.float32), [1.25, -3.5, np.inf])
     raw = convert_value('sequence<uint8>', b'\x01\x02\xff')
     assert list(raw) == [1, 2, 255]
 
@@ -89,8 +90,7 @@ def test_clouds_with_array_array_data_read_back():
     msgs = default_message_types()
     pts = np.array([[1, 2, 3, 0.5], [4, 5, 6, 0.25]], np.float32)
     cloud = create_cloud(header('velodyne', 0, msgs), xyz_fields([('intensity', FLOAT32)]), pts, msgs)
-    as_rclpy = types.SimpleNamespace(**{f: getattr(cloud, f) for f in ('header', 'height', 'width', 'fields',
-                                                                       'is_bigendian', 'point_step', 'row_step',
-                                                                       'is_dense')})
+    names = ('header', 'height', 'width', 'fields', 'is_bigendian', 'point_step', 'row_step', 'is_dense')
+    as_rclpy = types.SimpleNamespace(**{f: getattr(cloud, f) for f in names})
     as_rclpy.data = convert_value('sequence<uint8>', cloud.data)
     assert np.array_equal(read_points_numpy(as_rclpy), pts)

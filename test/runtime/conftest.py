@@ -55,8 +55,8 @@ def kitti_sets(kitti_raw_dir) -> list[MessageSet]:
         rgb = np.asarray(PILImage.open(files.image).convert('RGB'))
         model = calib.camera_model(rgb.shape[1], rgb.shape[0], frame_id=CAMERA_FRAME)
         stamp = T0_NS + i * PERIOD_NS
-        out.append(MessageSet(cloud=cloud_msg(points, stamp), image=rgb_to_image_msg(rgb, header(CAMERA_FRAME, stamp,
-                                                                                                    msgs), msgs),
+        image = rgb_to_image_msg(rgb, header(CAMERA_FRAME, stamp, msgs), msgs)
+        out.append(MessageSet(cloud=cloud_msg(points, stamp), image=image,
                               info=camera_info_msg(model, stamp, msgs), points=points, rgb=rgb,
                               T_cam_lidar=calib.T_cam_velo, stamp_ns=stamp))
     return out
@@ -111,7 +111,8 @@ class FakePipeline:
             uvw = (view.model.P @ np.c_[cam[:, :3], np.ones(n)].T).T
             with np.errstate(divide='ignore', invalid='ignore'):
                 u, v = uvw[:, 0] / uvw[:, 2], uvw[:, 1] / uvw[:, 2]
-            visible |= (cam[:, 2] > 0) & (u >= 0) & (u < view.model.width) & (v >= 0) & (v < view.model.height)
+            inside = (u >= 0) & (u < view.model.width) & (v >= 0) & (v < view.model.height)
+            visible |= (cam[:, 2] > 0) & inside
             overlays[view.name] = view.image.copy()
         rng = np.linalg.norm(frame.points, axis=1)
         labels = np.where(visible, (rng // 10).astype(np.int64) % k, UNKNOWN_LABEL).astype(np.uint16)

@@ -84,8 +84,8 @@ def test_time_offset_shift_and_restore(kitti_sets, make_lookup):
     cam = CameraInput('front', CAM.image_topic, CAM.info_topic, time_offset_ns=offset)
     assembler, _ = _assembler(kitti_sets, make_lookup, cameras=(cam,))
     s = kitti_sets[2]
-    image = msgs.new('sensor_msgs/msg/Image', header=msgs.new('std_msgs/msg/Header', frame_id='camera_2',
-                                                               stamp=s.image.header.stamp),
+    hdr = msgs.new('std_msgs/msg/Header', frame_id='camera_2', stamp=s.image.header.stamp)
+    image = msgs.new('sensor_msgs/msg/Image', header=hdr,
                      height=s.image.height, width=s.image.width, encoding='rgb8', step=s.image.step,
                      data=s.image.data)
     shift_stamp(image, offset, msgs)                 # the camera stamps 30 ms late ...

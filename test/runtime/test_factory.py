@@ -35,7 +35,8 @@ def test_fusion_core_with_the_real_pipeline(kitti_sets, make_lookup, cache):
     core.on_query('a parked car')
     s = kitti_sets[0]
     out = core.process(SyncedSet(s.cloud, [s.image], {'front': s.info}))
-    assert {'classes', 'labeled_points', 'occupancy', 'semantic_voxels', 'overlay/front', 'similarity'} <= set(out)
+    expected = {'classes', 'labeled_points', 'occupancy', 'semantic_voxels', 'overlay/front', 'similarity'}
+    assert expected <= set(out)
     for key in ('labeled_points', 'semantic_voxels', 'similarity'):
         msg = out[key].markers[0] if key == 'semantic_voxels' else out[key]
         assert msg.header.frame_id == 'velodyne' and stamp_to_ns(msg.header.stamp) == s.stamp_ns

@@ -55,7 +55,8 @@ def test_synchronized_kitti_set_gives_the_output_messages(core, kitti_sets):
     assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'intensity', 'label', 'score', 'instance', 'rgb']
     pts = read_points(cloud)
     finite = np.isfinite(s.points[:, :3]).all(axis=1)
-    assert np.array_equal(pts['x'], s.points[finite, 0]) and np.array_equal(pts['intensity'], s.points[finite, 3])
+    assert np.array_equal(pts['x'], s.points[finite, 0])
+    assert np.array_equal(pts['intensity'], s.points[finite, 3])
     # labels: the fake pipeline's rule, computed here independently
     (frame,) = core.pipeline.frames
     rng = np.linalg.norm(s.points[finite, :3], axis=1)
@@ -82,7 +83,8 @@ def test_vocabulary_change_takes_effect_on_the_next_frame(core, kitti_sets):
     assert set(np.unique(labels)) <= {0, 1, UNKNOWN_LABEL}
     assert 'classes' not in _feed(core, kitti_sets[2])          # announced once per change
     # templates and a built-in vocabulary
-    assert core.request_parameters({'vocabulary': ['nuscenes'], 'prompt_templates': ['a photo of a {}.']}) is None
+    change = {'vocabulary': ['nuscenes'], 'prompt_templates': ['a photo of a {}.']}
+    assert core.request_parameters(change) is None
     _feed(core, kitti_sets[0])
     assert core.pipeline.vocab_calls[-1] == ('nuscenes', ['a photo of a {}.'])
 
@@ -112,7 +114,8 @@ def test_bad_messages_are_counted_not_fatal(core, kitti_sets):
     out = _feed(core, kitti_sets[2])
     assert 'labeled_points' in out
     counts = core.stats.counts()
-    assert counts[counters.BAD_CLOUD] == 1 and counts[counters.BAD_IMAGE] == 1 and counts[counters.FRAMES_SKIPPED] == 1
+    assert counts[counters.BAD_CLOUD] == 1 and counts[counters.BAD_IMAGE] == 1
+    assert counts[counters.FRAMES_SKIPPED] == 1
     diag = core.diagnostics(s.stamp_ns)
     errors = [st for st in diag.status if st.name == 'fusion_node: input errors'][0]
     assert errors.level == 1 and {v.key: v.value for v in errors.values}['bad_cloud'] == '1'
@@ -175,7 +178,11 @@ def test_stale_sets_are_dropped_under_a_slow_pipeline(kitti_sets, make_pipeline,
     core = FusionCore(NodeParams.from_dict(RAW), pipeline, default_message_types(),
                       make_lookup({('camera_2', 'velodyne'): kitti_sets[0].T_cam_lidar}))
     stamps = []
-    core.publish = lambda key, msg: stamps.append(stamp_to_ns(msg.header.stamp)) if key == 'labeled_points' else None
+
+    def publish(key, msg):
+        if key == 'labeled_points':
+            stamps.append(stamp_to_ns(msg.header.stamp))
+    core.publish = publish
     core.start(threaded=True)
     try:
         core.on_camera_info('front', kitti_sets[0].info)

@@ -6,8 +6,10 @@ import pytest
 from perception_nodes.runtime.params import (PARAMETERS, SPECS, NodeParams, parse_vocabulary, specs_for,
                                              validate_update)
 
-CAMS = {'camera_names': ['front', 'left'], 'camera_image_topics': ['/cam_front/image', '/cam_left/image/compressed'],
-        'camera_info_topics': ['/cam_front/info', '/cam_left/info'], 'camera_transports': ['raw', 'compressed'],
+CAMS = {'camera_names': ['front', 'left'],
+        'camera_image_topics': ['/cam_front/image', '/cam_left/image/compressed'],
+        'camera_info_topics': ['/cam_front/info', '/cam_left/info'],
+        'camera_transports': ['raw', 'compressed'],
         'camera_time_offsets': [0.0, 0.025]}
 
 
@@ -24,11 +26,12 @@ def test_cameras_parallel_lists():
     params = NodeParams.from_dict(CAMS)
     front, left = params.cameras
     assert (left.name, left.transport, left.time_offset_ns) == ('left', 'compressed', 25_000_000)
-    assert left.image_type == 'sensor_msgs/msg/CompressedImage' and front.image_type == 'sensor_msgs/msg/Image'
+    assert left.image_type == 'sensor_msgs/msg/CompressedImage'
+    assert front.image_type == 'sensor_msgs/msg/Image'
     assert params.input_topics == ['/lidar/points', '/cam_front/image', '/cam_left/image/compressed']
     # transports and offsets may be left empty (raw, 0 s)
-    short = NodeParams.from_dict({k: v for k, v in CAMS.items() if k not in ('camera_transports',
-                                                                            'camera_time_offsets')})
+    optional = ('camera_transports', 'camera_time_offsets')
+    short = NodeParams.from_dict({k: v for k, v in CAMS.items() if k not in optional})
     assert [c.transport for c in short.cameras] == ['raw', 'raw']
     assert [c.time_offset_ns for c in short.cameras] == [0, 0]
 

@@ -22,7 +22,8 @@ def test_matches_a_per_point_loop():
         if not np.isfinite(n) or n == 0:
             assert np.isnan(sim[i])
             continue
-        ref = sum(float(a) * float(b) for a, b in zip(row, q)) / (n * math.sqrt(sum(float(b) ** 2 for b in q)))
+        qn = math.sqrt(sum(float(b) ** 2 for b in q))
+        ref = sum(float(a) * float(b) for a, b in zip(row, q)) / (n * qn)
         assert abs(sim[i] - ref) < 1e-5
 
 

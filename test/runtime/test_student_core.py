@@ -140,7 +140,8 @@ def test_ensemble_keeps_the_more_confident_prediction(kitti_sets, make_lookup, m
     assert 0 < seen.sum() < len(seen)
     assert np.array_equal(pts['label'][seen], rng_rule[seen])               # 2D wins (cos 1 > 0.8)
     assert np.array_equal(pts['label'][~seen], height_class(xyz)[~seen])    # unseen: 3D only
-    assert np.allclose(pts['score'][seen], 1.0, atol=1e-6) and np.allclose(pts['score'][~seen], 0.8, atol=1e-6)
+    assert np.allclose(pts['score'][seen], 1.0, atol=1e-6)
+    assert np.allclose(pts['score'][~seen], 0.8, atol=1e-6)
     assert 'overlay/front' in out
     with pytest.raises(ValueError, match='ensemble'):
         _core(kitti_sets, make_lookup, raw={'ensemble': True})
