@@ -28,25 +28,27 @@ BUILTIN_VOCABULARIES = ('semantickitti', 'nuscenes', 'scannet20', 'scannet200', 
 # The 80 prompt templates CLIP used for ImageNet zero-shot classification (Radford et al. 2021).
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     'a bad photo of a {}.', 'a photo of many {}.', 'a sculpture of a {}.', 'a photo of the hard to see {}.',
-    'a low resolution photo of the {}.', 'a rendering of a {}.', 'graffiti of a {}.', 'a bad photo of the {}.',
-    'a cropped photo of the {}.', 'a tattoo of a {}.', 'the embroidered {}.', 'a photo of a hard to see {}.',
-    'a bright photo of a {}.', 'a photo of a clean {}.', 'a photo of a dirty {}.', 'a dark photo of the {}.',
-    'a drawing of a {}.', 'a photo of my {}.', 'the plastic {}.', 'a photo of the cool {}.',
-    'a close-up photo of a {}.', 'a black and white photo of the {}.', 'a painting of the {}.',
-    'a painting of a {}.', 'a pixelated photo of the {}.', 'a sculpture of the {}.', 'a bright photo of the {}.',
-    'a cropped photo of a {}.', 'a plastic {}.', 'a photo of the dirty {}.', 'a jpeg corrupted photo of a {}.',
-    'a blurry photo of the {}.', 'a photo of the {}.', 'a good photo of the {}.', 'a rendering of the {}.',
-    'a {} in a video game.', 'a photo of one {}.', 'a doodle of a {}.', 'a close-up photo of the {}.',
-    'a photo of a {}.', 'the origami {}.', 'the {} in a video game.', 'a sketch of a {}.', 'a doodle of the {}.',
-    'a origami {}.', 'a low resolution photo of a {}.', 'the toy {}.', 'a rendition of the {}.',
-    'a photo of the clean {}.', 'a photo of a large {}.', 'a rendition of a {}.', 'a photo of a nice {}.',
-    'a photo of a weird {}.', 'a blurry photo of a {}.', 'a cartoon {}.', 'art of a {}.', 'a sketch of the {}.',
-    'a embroidered {}.', 'a pixelated photo of a {}.', 'itap of the {}.', 'a jpeg corrupted photo of the {}.',
+    'a low resolution photo of the {}.', 'a rendering of a {}.', 'graffiti of a {}.',
+    'a bad photo of the {}.', 'a cropped photo of the {}.', 'a tattoo of a {}.', 'the embroidered {}.',
+    'a photo of a hard to see {}.', 'a bright photo of a {}.', 'a photo of a clean {}.',
+    'a photo of a dirty {}.', 'a dark photo of the {}.', 'a drawing of a {}.', 'a photo of my {}.',
+    'the plastic {}.', 'a photo of the cool {}.', 'a close-up photo of a {}.',
+    'a black and white photo of the {}.', 'a painting of the {}.', 'a painting of a {}.',
+    'a pixelated photo of the {}.', 'a sculpture of the {}.', 'a bright photo of the {}.',
+    'a cropped photo of a {}.', 'a plastic {}.', 'a photo of the dirty {}.',
+    'a jpeg corrupted photo of a {}.', 'a blurry photo of the {}.', 'a photo of the {}.',
+    'a good photo of the {}.', 'a rendering of the {}.', 'a {} in a video game.', 'a photo of one {}.',
+    'a doodle of a {}.', 'a close-up photo of the {}.', 'a photo of a {}.', 'the origami {}.',
+    'the {} in a video game.', 'a sketch of a {}.', 'a doodle of the {}.', 'a origami {}.',
+    'a low resolution photo of a {}.', 'the toy {}.', 'a rendition of the {}.', 'a photo of the clean {}.',
+    'a photo of a large {}.', 'a rendition of a {}.', 'a photo of a nice {}.', 'a photo of a weird {}.',
+    'a blurry photo of a {}.', 'a cartoon {}.', 'art of a {}.', 'a sketch of the {}.', 'a embroidered {}.',
+    'a pixelated photo of a {}.', 'itap of the {}.', 'a jpeg corrupted photo of the {}.',
     'a good photo of a {}.', 'a plushie {}.', 'a photo of the nice {}.', 'a photo of the small {}.',
     'a photo of the weird {}.', 'the cartoon {}.', 'art of the {}.', 'a drawing of the {}.',
-    'a photo of the large {}.', 'a black and white photo of a {}.', 'the plushie {}.', 'a dark photo of a {}.',
-    'itap of a {}.', 'graffiti of the {}.', 'a toy {}.', 'itap of my {}.', 'a photo of a cool {}.',
-    'a photo of a small {}.', 'a tattoo of the {}.',
+    'a photo of the large {}.', 'a black and white photo of a {}.', 'the plushie {}.',
+    'a dark photo of a {}.', 'itap of a {}.', 'graffiti of the {}.', 'a toy {}.', 'itap of my {}.',
+    'a photo of a cool {}.', 'a photo of a small {}.', 'a tattoo of the {}.',
 )
 
 
@@ -70,7 +72,8 @@ class VocabClass:
             raise ValueError(f'vocabulary class {self.name!r} has no phrases')
         color = tuple(int(c) for c in self.color)
         if len(color) != 3 or not all(0 <= c <= 255 for c in color):
-            raise ValueError(f'vocabulary class {self.name!r}: colour must be 3 values in 0..255, got {self.color}')
+            raise ValueError(f'vocabulary class {self.name!r}: colour must be 3 values in 0..255, '
+                             f'got {self.color}')
         self.color = color  # type: ignore[assignment]
         self.ids = tuple(int(i) for i in self.ids)
 
@@ -157,8 +160,8 @@ def _classes_from_yaml(data: object, source: str) -> Vocabulary:
             raise ValueError(f'{source}: class #{k} needs a "name"')
         phrases = entry.get('phrases', [entry['name']])
         try:
-            classes.append(VocabClass(name=entry['name'], phrases=phrases, color=entry.get('color', fallback[k]),
-                                      ids=entry.get('ids', ())))
+            classes.append(VocabClass(name=entry['name'], phrases=phrases,
+                                      color=entry.get('color', fallback[k]), ids=entry.get('ids', ())))
         except (TypeError, ValueError) as exc:
             raise ValueError(f'{source}: {exc}') from exc
     return Vocabulary(name=str(data.get('name', Path(source).stem)), classes=classes)
@@ -167,7 +170,8 @@ def _classes_from_yaml(data: object, source: str) -> Vocabulary:
 def vocabulary_from_names(names: Iterable[str], name: str = 'custom') -> Vocabulary:
     """A vocabulary typed by a user: each name is its own phrase; deterministic distinct colours."""
     names = [str(n).strip() for n in names if str(n).strip()]
-    return Vocabulary(name=name, classes=[VocabClass(n, [n], c) for n, c in zip(names, distinct_colors(len(names)))])
+    colors = distinct_colors(len(names))
+    return Vocabulary(name=name, classes=[VocabClass(n, [n], c) for n, c in zip(names, colors)])
 
 
 def load_vocabulary(source: str | Path | Sequence[str] | Vocabulary) -> Vocabulary:

@@ -150,7 +150,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 f'{path}: not a plain tensor state dict; refusing to unpickle it (torch.load with '
                 f'weights_only=True failed: {str(exc).splitlines()[0]}). Convert it to safetensors.') from exc
     else:
-        raise ValueError(f'{path}: unsupported weights format {path.suffix!r}; expected one of {WEIGHT_SUFFIXES}')
+        raise ValueError(f'{path}: unsupported weights format {path.suffix!r}; '
+                         f'expected one of {WEIGHT_SUFFIXES}')
     if isinstance(state, dict) and isinstance(state.get('state_dict'), dict):
         state = state['state_dict']
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -233,9 +234,10 @@ def load_clip(spec: ClipSpec) -> LoadedClip:
     size = visual.image_size
     size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
     kind = 'resnet' if hasattr(visual, 'attnpool') else 'vit'
+    text_proj = getattr(model, 'text_projection', None)
+    embed_dim = int(text_proj.shape[1]) if text_proj is not None else int(visual.output_dim)
     return LoadedClip(
-        name=name, model=model, tokenizer=open_clip.get_tokenizer(name), embed_dim=int(model.text_projection.shape[1])
-        if hasattr(model, 'text_projection') and model.text_projection is not None else int(visual.output_dim),
+        name=name, model=model, tokenizer=open_clip.get_tokenizer(name), embed_dim=embed_dim,
         image_mean=mean, image_std=std, image_size=size, identity=identity,
         pretrained_meaningful=weights is not None, device=device, kind=kind,
         logit_scale=float(model.logit_scale.exp().item()))

@@ -76,7 +76,9 @@ def segment_scan(points: np.ndarray, ground: str = 'plane', ground_height: float
     finite = np.isfinite(pts).all(axis=1)
     keep = finite.copy()
     if ground == 'plane':
-        plane = fit_ground_plane(pts[finite], threshold=ground_threshold, seed=seed) if finite.sum() >= 3 else None
+        plane = None
+        if finite.sum() >= 3:
+            plane = fit_ground_plane(pts[finite], threshold=ground_threshold, seed=seed)
         if plane is not None:
             keep[finite] &= plane.distance(pts[finite]) > ground_threshold
     elif ground == 'height':
@@ -114,8 +116,9 @@ class SegmentBoxes:
 
 
 def segment_boxes(uv: np.ndarray, in_image: np.ndarray, segment_ids: np.ndarray, image_size: tuple[int, int],
-                  min_size: float = 30.0, min_points: int = 2, num_segments: int | None = None) -> SegmentBoxes:
-    """2D boxes of each segment's projected points, enlarged to at least ``min_size`` px (Affinity3D Sec. 3.3).
+                  min_size: float = 30.0, min_points: int = 2,
+                  num_segments: int | None = None) -> SegmentBoxes:
+    """2D boxes of each segment's projected points, grown to at least ``min_size`` px (Affinity3D Sec. 3.3).
 
     ``uv``: (N, 2) pixel coordinates (pixel centres at integers, OpenCV); ``image_size``: (height, width).
     A point at pixel (u, v) covers [u - 0.5, u + 0.5); the tight box of a segment spans its points'
@@ -128,7 +131,8 @@ def segment_boxes(uv: np.ndarray, in_image: np.ndarray, segment_ids: np.ndarray,
     seg = np.asarray(segment_ids, dtype=np.int64).reshape(-1)
     ok = np.asarray(in_image, dtype=bool).reshape(-1)
     if not (len(uv) == len(seg) == len(ok)):
-        raise ValueError(f'uv ({len(uv)}), in_image ({len(ok)}) and segment_ids ({len(seg)}) differ in length')
+        raise ValueError(f'uv ({len(uv)}), in_image ({len(ok)}) and segment_ids ({len(seg)}) '
+                         f'differ in length')
     ok = ok & (seg >= 0) & np.isfinite(uv).all(axis=1)
     s = int(num_segments) if num_segments is not None else int(seg.max(initial=-1)) + 1
     ok &= seg < s
@@ -137,8 +141,10 @@ def segment_boxes(uv: np.ndarray, in_image: np.ndarray, segment_ids: np.ndarray,
     valid = counts >= min_points
     if s == 0 or not valid.any():
         return SegmentBoxes(boxes, valid, counts)
-    lo = np.full((s, 2), np.inf)
-    hi = np.full((s, 2), -np.inf)
+    lo = np.zeros((s, 2))
+    hi = np.zeros((s, 2))
+    lo[counts > 0] = np.inf
+    hi[counts > 0] = -np.inf
     np.minimum.at(lo, seg[ok], uv[ok] - 0.5)
     np.maximum.at(hi, seg[ok], uv[ok] + 0.5)
     limits = np.array([width, height], dtype=np.float64)
@@ -155,17 +161,18 @@ def segment_boxes(uv: np.ndarray, in_image: np.ndarray, segment_ids: np.ndarray,
 
 
 def crop_pixels(box: np.ndarray, image_size: tuple[int, int]) -> tuple[int, int, int, int]:
-    """Integer pixel slice (r0, r1, c0, c1) of the pixels whose centres lie in ``box`` (at least one)."""
+    """Pixel slice (r0, r1, c0, c1) of the pixels whose centres lie in [u0, u1) × [v0, v1) (>= 1 px)."""
     height, width = int(image_size[0]), int(image_size[1])
-    c0 = int(np.clip(np.ceil(box[0] - 0.5 + 1e-9), 0, width - 1))
-    r0 = int(np.clip(np.ceil(box[1] - 0.5 + 1e-9), 0, height - 1))
-    c1 = int(np.clip(np.ceil(box[2] - 0.5 - 1e-9), c0 + 1, width))
-    r1 = int(np.clip(np.ceil(box[3] - 0.5 - 1e-9), r0 + 1, height))
+    c0 = int(np.clip(np.ceil(box[0]), 0, width - 1))
+    r0 = int(np.clip(np.ceil(box[1]), 0, height - 1))
+    c1 = int(np.clip(np.ceil(box[2]), c0 + 1, width))
+    r1 = int(np.clip(np.ceil(box[3]), r0 + 1, height))
     return r0, r1, c0, c1
 
 
 @torch.inference_mode()
-def encode_crops(clip: LoadedClip, image: np.ndarray, boxes: np.ndarray, batch_size: int = 32) -> torch.Tensor:
+def encode_crops(clip: LoadedClip, image: np.ndarray, boxes: np.ndarray,
+                 batch_size: int = 32) -> torch.Tensor:
     """(S, C) unit-norm CLIP image embeddings of the box crops of ``image`` (Affinity3D Sec. 3.3).
 
     Each crop is resized (bilinear, antialiased, aspect not kept) to the model's input size and

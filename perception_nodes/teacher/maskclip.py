@@ -32,7 +32,8 @@ from perception_nodes.frame import CameraView
 from perception_nodes.teacher.clip_models import LoadedClip
 
 
-def interpolate_pos_embed(pos: torch.Tensor, grid: tuple[int, int], new_grid: tuple[int, int]) -> torch.Tensor:
+def interpolate_pos_embed(pos: torch.Tensor, grid: tuple[int, int],
+                          new_grid: tuple[int, int]) -> torch.Tensor:
     """Class + patch positional embeddings (1 + g0·g1, D) resampled bicubically to ``new_grid``."""
     if tuple(grid) == tuple(new_grid):
         return pos
@@ -58,9 +59,10 @@ def image_to_tensor(image: np.ndarray, name: str = 'image') -> torch.Tensor:
 class MaskClipTeacher:
     """Dense MaskCLIP features of camera images (Teacher interface)."""
 
-    def __init__(self, clip: LoadedClip, input_size: tuple[int, int] = (224, 416), key_smoothing: bool = False,
-                 prompt_denoising: bool = False, batch_size: int = 8, keep_residual_mlp: bool = True,
-                 key_smoothing_threshold: float = 1.0, prompt_denoise_threshold: float = 0.5) -> None:
+    def __init__(self, clip: LoadedClip, input_size: tuple[int, int] = (224, 416),
+                 key_smoothing: bool = False, prompt_denoising: bool = False, batch_size: int = 8,
+                 keep_residual_mlp: bool = True, key_smoothing_threshold: float = 1.0,
+                 prompt_denoise_threshold: float = 0.5) -> None:
         self.clip = clip
         self.input_size = (int(input_size[0]), int(input_size[1]))
         stride = clip.patch_size
@@ -70,9 +72,10 @@ class MaskClipTeacher:
         visual = clip.model.visual
         if clip.kind == 'vit':
             block = visual.transformer.resblocks[-1]
-            if visual.attn_pool is not None or not isinstance(getattr(block, 'attn', None), torch.nn.MultiheadAttention):
-                raise ValueError(f'{clip.name}: MaskCLIP needs a plain CLIP ViT (standard attention, no attention '
-                                 f'pooler)')
+            plain = isinstance(getattr(block, 'attn', None), torch.nn.MultiheadAttention)
+            if visual.attn_pool is not None or not plain:
+                raise ValueError(f'{clip.name}: MaskCLIP needs a plain CLIP ViT (standard attention, '
+                                 f'no attention pooler)')
         self.key_smoothing = bool(key_smoothing)
         self.prompt_denoising = bool(prompt_denoising)
         self.key_smoothing_threshold = float(key_smoothing_threshold)
@@ -97,7 +100,8 @@ class MaskClipTeacher:
         for i, image in enumerate(images):
             x = image_to_tensor(image, f'camera image {i}').to(self.device)[None]
             if tuple(x.shape[-2:]) != self.input_size:
-                x = F.interpolate(x, size=self.input_size, mode='bilinear', align_corners=False, antialias=True)
+                x = F.interpolate(x, size=self.input_size, mode='bilinear', align_corners=False,
+                                  antialias=True)
             batch.append(x)
         return (torch.cat(batch) - self._mean) / self._std
 
@@ -143,7 +147,7 @@ class MaskClipTeacher:
 
     @torch.inference_mode()
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Unnormalised dense features (B, C, h, w) and last-layer keys (B, D, h, w) of preprocessed pixels."""
+        """Raw dense features (B, C, h, w) and last-layer keys (B, D, h, w) of preprocessed pixels."""
         return self._vit(pixels) if self.clip.kind == 'vit' else self._resnet(pixels)
 
     def _batches(self, views: Sequence[CameraView]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -191,6 +195,7 @@ class MaskClipTeacher:
             if self.key_smoothing:
                 smoothed = probs @ self._key_weights(keys).T
                 low = probs.amax(dim=0) < self.key_smoothing_threshold
-                probs = torch.where(low[None], smoothed / smoothed.sum(0, keepdim=True).clamp_min(1e-12), probs)
+                smoothed = smoothed / smoothed.sum(0, keepdim=True).clamp_min(1e-12)
+                probs = torch.where(low[None], smoothed, probs)
             result.append(probs.reshape(-1, h, w))
         return result

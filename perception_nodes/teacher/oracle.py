@@ -47,7 +47,8 @@ class OracleTeacher:
                  noise: OracleNoise | None = None, downsample: int = 1,
                  background: torch.Tensor | None = None) -> None:
         if text_embeddings.ndim != 2 or text_embeddings.shape[0] == 0:
-            raise ValueError(f'text_embeddings must be (K, C) with K >= 1, got {tuple(text_embeddings.shape)}')
+            raise ValueError(f'text_embeddings must be (K, C) with K >= 1, '
+                             f'got {tuple(text_embeddings.shape)}')
         self.text_embeddings = F.normalize(text_embeddings.float(), dim=1)
         self.num_classes, self.embed_dim = self.text_embeddings.shape
         self.class_map = dict(class_map) if class_map is not None else None
@@ -57,13 +58,16 @@ class OracleTeacher:
                 raise ValueError(f'class_map targets outside 0..{self.num_classes - 1}: {bad}')
         self.noise = noise or OracleNoise()
         self.downsample = max(1, int(downsample))
-        bg = torch.zeros(self.embed_dim) if background is None else F.normalize(background.float().reshape(-1), dim=0)
+        bg = torch.zeros(self.embed_dim)
+        if background is not None:
+            bg = F.normalize(background.float().reshape(-1), dim=0)
         if bg.shape != (self.embed_dim,):
             raise ValueError(f'background embedding must have {self.embed_dim} values, got {tuple(bg.shape)}')
         self._table = torch.cat([self.text_embeddings, bg.to(self.text_embeddings)[None]])  # row K = unknown
 
     def _rng(self, view: CameraView) -> np.random.Generator:
-        return np.random.default_rng([self.noise.seed, zlib.crc32(view.name.encode()), int(view.stamp_ns) & 0xFFFFFFFF])
+        name = zlib.crc32(view.name.encode())
+        return np.random.default_rng([self.noise.seed, name, int(view.stamp_ns) & 0xFFFFFFFF])
 
     def vocabulary_raster(self, truth_class: np.ndarray) -> np.ndarray:
         """(H, W) true class ids -> vocabulary indices, -1 where the class is not in the vocabulary."""
@@ -74,7 +78,8 @@ class OracleTeacher:
         lut = np.array([self.class_map.get(int(k), -1) for k in keys], dtype=np.int64)
         return lut[np.searchsorted(keys, ids)]
 
-    def _flip_instances(self, labels: np.ndarray, instance: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+    def _flip_instances(self, labels: np.ndarray, instance: np.ndarray | None,
+                        rng: np.random.Generator) -> np.ndarray:
         from scipy import ndimage
         if self.num_classes < 2 or self.noise.flip_prob <= 0:
             return labels
@@ -89,10 +94,12 @@ class OracleTeacher:
         else:
             inst = np.asarray(instance).astype(np.int64)
             if inst.shape != labels.shape:
-                raise ValueError(f"truth['instance'] shape {inst.shape} != truth['class'] shape {labels.shape}")
+                raise ValueError(f"truth['instance'] shape {inst.shape} != "
+                                 f"truth['class'] shape {labels.shape}")
             regions = np.full(labels.shape, -1, dtype=np.int64)
-            pairs = np.stack([inst[known], labels[known]], axis=1)
-            _, regions[known] = np.unique(pairs, axis=0, return_inverse=True)
+            pair_key = inst[known] * (self.num_classes + 1) + labels[known]   # one id per (instance, class)
+            _, inverse = np.unique(pair_key, return_inverse=True)
+            regions[known] = inverse.reshape(-1)
         n_regions = int(regions.max(initial=-1)) + 1
         if n_regions == 0:
             return labels

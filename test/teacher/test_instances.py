@@ -1,0 +1,141 @@
+"""Instance features (Affinity3D Sec. 3.2–3.3): segments, 30×30 box rules, crops, Eq. 4."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from perception_nodes.teacher.clip_models import ClipSpec, load_clip
+from perception_nodes.teacher.instances import (crop_pixels, encode_crops, fit_ground_plane, segment_boxes,
+                                                segment_pseudo_labels, segment_scan)
+
+
+def box_points(rng: np.random.Generator, centre: tuple[float, float, float], size: float,
+               n: int) -> np.ndarray:
+    return np.asarray(centre) + rng.uniform(-size / 2, size / 2, (n, 3))
+
+
+def scene(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Tilted ground (z = -1.7 + 0.02 x), two 1 m boxes 4 m apart standing on it, one isolated point."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-10, 10, (3000, 2))
+    ground = np.column_stack([xy, -1.7 + 0.02 * xy[:, 0] + rng.normal(0, 0.02, len(xy))])
+    a = box_points(rng, (3.0, 0.0, -0.6), 1.0, 400)
+    b = box_points(rng, (3.0, 4.0, -0.6), 1.0, 400)
+    lone = np.array([[-8.0, -8.0, 1.5]])
+    points = np.concatenate([ground, a, b, lone])
+    truth = np.concatenate([np.full(len(ground), -1), np.zeros(400), np.ones(400), [-1]]).astype(np.int64)
+    return points, truth
+
+
+def test_ground_plane_recovers_tilt() -> None:
+    points, _ = scene()
+    plane = fit_ground_plane(points)
+    assert plane is not None
+    expected = np.array([-0.02, 0.0, 1.0]) / math.hypot(0.02, 1.0)
+    np.testing.assert_allclose(plane.normal, expected, atol=5e-3)
+    np.testing.assert_allclose(plane.distance(np.array([[0.0, 0.0, -1.7]])), [0.0], atol=0.02)
+
+
+@pytest.mark.parametrize('ground, voxel', [('plane', 0.1), ('plane', None), ('height', 0.1)])
+def test_segment_scan_finds_objects(ground: str, voxel: float | None) -> None:
+    points, truth = scene()
+    labels = segment_scan(points, ground=ground, ground_height=-1.4, eps=0.5, min_samples=5, voxel_size=voxel)
+    assert labels.shape == (len(points),) and labels.dtype == np.int64
+    assert (labels[truth == -1] == -1).all()            # ground and the isolated point
+    seg_a, seg_b = np.unique(labels[truth == 0]), np.unique(labels[truth == 1])
+    assert len(seg_a) == 1 and len(seg_b) == 1 and seg_a[0] != seg_b[0] and min(seg_a[0], seg_b[0]) >= 0
+    assert set(np.unique(labels)) == {-1, 0, 1}
+
+
+def test_segment_scan_bad_input() -> None:
+    points, _ = scene()
+    with pytest.raises(ValueError, match='ground_height'):
+        segment_scan(points, ground='height')
+    with pytest.raises(ValueError, match="ground must be"):
+        segment_scan(points, ground='magic')
+    assert (segment_scan(np.zeros((0, 3))) == -1).all()
+    with_nan = points.copy()
+    with_nan[0] = np.nan
+    assert segment_scan(with_nan)[0] == -1
+
+
+def test_segment_boxes_known_answers() -> None:
+    uv = np.array([
+        [100, 50], [110, 60],          # seg 0: 11x11 px -> grown to 30x30 about (105, 55)
+        [200, 100],                    # seg 1: a single point -> invalid
+        [2, 3], [5, 4],                # seg 2: at the top-left corner -> grown, shifted inside
+        [300, 150], [399, 160],        # seg 3: 100 px wide, 11 high -> only the height grows
+        [50, 50], [52, 52],            # seg 4: outside the image mask -> invalid
+        [120, 90], [125, 80],          # seg 5 at index 9, 10 (index 10 is off-image) -> 1 point -> invalid
+    ], dtype=np.float64)
+    seg = np.array([0, 0, 1, 2, 2, 3, 3, 4, 4, 5, 5])
+    in_image = np.array([1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 0], dtype=bool)
+    out = segment_boxes(uv, in_image, seg, image_size=(200, 400), min_size=30)
+    np.testing.assert_array_equal(out.valid, [True, False, True, True, False, False])
+    np.testing.assert_array_equal(out.counts, [2, 1, 2, 2, 0, 1])
+    np.testing.assert_allclose(out.boxes[0], [90.0, 40.0, 120.0, 70.0])
+    np.testing.assert_allclose(out.boxes[2], [-0.5, -0.5, 29.5, 29.5])
+    np.testing.assert_allclose(out.boxes[3], [299.5, 140.0, 399.5, 170.0])
+    np.testing.assert_allclose(out.boxes[[1, 4, 5]], 0.0)
+    assert crop_pixels(out.boxes[0], (200, 400)) == (40, 70, 90, 120)     # exactly 30x30 pixels
+    assert crop_pixels(out.boxes[2], (200, 400)) == (0, 30, 0, 30)
+    # an image smaller than 30 px: the box is the whole image
+    small = segment_boxes(np.array([[3.0, 3.0], [5.0, 6.0]]), np.ones(2, bool), np.zeros(2, int), (20, 16))
+    np.testing.assert_allclose(small.boxes[0], [-0.5, -0.5, 15.5, 19.5])
+    with pytest.raises(ValueError, match='differ in length'):
+        segment_boxes(uv, in_image[:3], seg, (200, 400))
+
+
+def test_encode_crops_matches_manual_crop() -> None:
+    clip = load_clip(ClipSpec('ovp-tiny', 'none', seed=7))
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)
+    boxes = np.array([[89.5, 39.5, 119.5, 69.5], [-0.5, -0.5, 29.5, 29.5], [89.5, 39.5, 119.5, 69.5]])
+    feats = encode_crops(clip, image, boxes, batch_size=2)
+    assert feats.shape == (3, 32)
+    torch.testing.assert_close(feats.norm(dim=1), torch.ones(3))
+    torch.testing.assert_close(feats[0], feats[2])
+    crop = torch.from_numpy(image[40:70, 90:120]).permute(2, 0, 1).float()[None] / 255
+    crop = F.interpolate(crop, size=(224, 224), mode='bilinear', align_corners=False, antialias=True)
+    mean = torch.tensor(clip.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(clip.image_std).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        ref = F.normalize(clip.model.encode_image((crop - mean) / std), dim=-1)[0]
+    torch.testing.assert_close(feats[0], ref, atol=1e-5, rtol=1e-5)
+    assert encode_crops(clip, image, np.zeros((0, 4))).shape == (0, 32)
+
+
+def test_segment_pseudo_labels_eq4() -> None:
+    e = torch.eye(3, 4)
+    text = torch.stack([e[0], e[1], -e[0]])                 # class 2 is the opposite of class 0
+    crops = torch.stack([e[0] * 5.0, (e[0] + e[1])])        # unnormalised on purpose
+    probs = segment_pseudo_labels(crops, text, logit_scale=1.0)
+    z = math.exp(1) + 1 + math.exp(-1)
+    torch.testing.assert_close(probs[0], torch.tensor([math.e / z, 1 / z, math.exp(-1) / z]))
+    c = 1 / math.sqrt(2)                                    # cosines (c, c, -c)
+    z2 = 2 * math.exp(c) + math.exp(-c)
+    expected = torch.tensor([math.exp(c) / z2, math.exp(c) / z2, math.exp(-c) / z2])
+    torch.testing.assert_close(probs[1], expected)
+    sharp = segment_pseudo_labels(crops[:1], text, logit_scale=100.0)
+    z3 = 1 + math.exp(-100) + math.exp(-200)               # CLIP's logit scale: softmax([100, 0, -100])
+    torch.testing.assert_close(sharp[0], torch.tensor([1 / z3, math.exp(-100) / z3, math.exp(-200) / z3]))
+    with pytest.raises(ValueError, match='K >= 1'):
+        segment_pseudo_labels(crops, torch.zeros(0, 4))
+    with pytest.raises(ValueError, match='do not match'):
+        segment_pseudo_labels(torch.zeros(2, 5), text)
+
+
+def test_segments_of_the_synthetic_world_are_pure(sim_frame) -> None:
+    """On the synthetic world, segments split objects from the ground and rarely mix instances."""
+    labels = segment_scan(sim_frame.points, eps=0.5, min_samples=5)
+    ground = sim_frame.instances == 0
+    assert (labels[ground] == -1).mean() > 0.98
+    assert (labels[~ground] >= 0).mean() > 0.6
+    majority = 0
+    for s in range(labels.max() + 1):
+        majority += np.unique(sim_frame.instances[labels == s], return_counts=True)[1].max()
+    assert majority / (labels >= 0).sum() > 0.95
