@@ -192,7 +192,8 @@ class NavGridSpec:
         if not self.resolution > 0:
             raise ValueError(f'NavGridSpec.resolution must be positive, got {self.resolution}')
         if len(self.size_xy) != 2 or min(self.size_xy) < self.resolution:
-            raise ValueError(f'NavGridSpec.size_xy must be two sizes of at least one cell, got {self.size_xy}')
+            raise ValueError(f'NavGridSpec.size_xy must be two sizes of at least one cell, '
+                             f'got {self.size_xy}')
         if not self.z_max > self.z_min:
             raise ValueError(f'NavGridSpec.z_max ({self.z_max}) must exceed z_min ({self.z_min})')
 

@@ -98,7 +98,8 @@ def _theta_d(theta: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return theta * (1 + t2 * (c[:, 0:1] + t2 * (c[:, 1:2] + t2 * (c[:, 2:3] + t2 * c[:, 3:4]))))
 
 
-def _distort_equidistant(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _distort_equidistant(x: torch.Tensor, y: torch.Tensor,
+                         c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """OpenCV's fisheye (equidistant) model: theta_d = theta (1 + k1 theta^2 + ... + k4 theta^8)."""
     r = torch.sqrt(x * x + y * y)
     theta = torch.atan(r)
@@ -166,14 +167,12 @@ def project_points(points: torch.Tensor, cameras: Sequence[CameraModel], T_cam_l
                           depth=torch.zeros(m, n, dtype=dtype, device=device),
                           in_image=torch.zeros(m, n, dtype=torch.bool, device=device), image_sizes=sizes)
 
-    xyz = torch.einsum('mij,nj->mni', T[:, :3, :3], points) + T[:, None, :3, 3]   # (M, N, 3)
-    z = xyz[..., 2]
-    valid = torch.isfinite(xyz).all(dim=-1) & (z > min_depth)
-    if max_range is not None:
-        valid &= torch.linalg.norm(xyz, dim=-1) <= max_range
-    safe_z = torch.where(valid, z, torch.ones_like(z))
-    x, y = xyz[..., 0] / safe_z, xyz[..., 1] / safe_z
+    finite = torch.isfinite(points.sum(dim=1))          # NaN or inf anywhere makes the sum non-finite
+    all_finite = bool(finite.all())
+    pts = points if all_finite else torch.where(finite[:, None], points, torch.zeros_like(points))
     uv = torch.empty(m, n, 2, dtype=dtype, device=device)
+    depth = torch.empty(m, n, dtype=dtype, device=device)
+    valid = torch.empty(m, n, dtype=torch.bool, device=device)
 
     groups: dict[str, list[int]] = {'rectified': [], 'rational': [], 'equidistant': []}
     for i, cam in enumerate(cameras):
@@ -182,14 +181,37 @@ def project_points(points: torch.Tensor, cameras: Sequence[CameraModel], T_cam_l
         groups[key].append(i)
 
     if groups['rectified']:
+        # one matmul per camera: rows P[:, :3] @ T[:3] (homogeneous pixel) and T[2] (depth)
         idx = torch.tensor(groups['rectified'], device=device)
         P = torch.as_tensor(np.stack([cameras[i].P for i in groups['rectified']]), device=device).to(dtype)
-        hom = torch.einsum('mij,mnj->mni', P[:, :, :3], xyz[idx]) + P[:, None, :, 3]
-        w = hom[..., 2]
-        ok = w > 1e-9 * safe_z[idx].abs()
-        valid[idx] &= ok
+        Tg = T[idx]
+        A = torch.cat([P[:, :, :3] @ Tg[:, :3, :], Tg[:, 2:3, :]], dim=1)          # (G, 4, 4)
+        A[:, :3, 3] += P[:, :, 3]
+        out = torch.baddbmm(A[:, None, :, 3], pts.expand(len(idx), n, 3), A[:, :, :3].transpose(1, 2))
+        z = out[..., 3]
+        w = out[..., 2]
+        ok = (z > min_depth) & (w > 1e-9 * z.abs())
         w = torch.where(ok, w, torch.ones_like(w))
-        uv[idx] = hom[..., :2] / w[..., None]
+        uv[idx] = out[..., :2] / w[..., None]
+        depth[idx] = z
+        valid[idx] = ok
+        if max_range is not None:
+            xyz = torch.matmul(pts, Tg[:, :3, :3].transpose(1, 2)) + Tg[:, None, :3, 3]
+            valid[idx] &= torch.linalg.norm(xyz, dim=-1) <= max_range
+    distorted = groups['rational'] + groups['equidistant']
+    if distorted:
+        idx = torch.tensor(distorted, device=device)
+        Tg = T[idx]
+        xyz = torch.matmul(pts, Tg[:, :3, :3].transpose(1, 2)) + Tg[:, None, :3, 3]
+        z = xyz[..., 2]
+        ok = z > min_depth
+        if max_range is not None:
+            ok &= torch.linalg.norm(xyz, dim=-1) <= max_range
+        depth[idx] = z
+        valid[idx] = ok
+        safe_z = torch.where(ok, z, torch.ones_like(z))
+        x_all, y_all = xyz[..., 0] / safe_z, xyz[..., 1] / safe_z
+        row_of = {cam: r for r, cam in enumerate(distorted)}
     for key, distort in (('rational', _distort_rational), ('equidistant', _distort_equidistant)):
         if not groups[key]:
             continue
@@ -200,7 +222,8 @@ def project_points(points: torch.Tensor, cameras: Sequence[CameraModel], T_cam_l
         else:
             coeffs = np.stack([cameras[i].D for i in ids])
         c = torch.as_tensor(coeffs, device=device).to(dtype)
-        xi, yi = x[idx], y[idx]
+        rows = torch.tensor([row_of[i] for i in ids], device=device)
+        xi, yi = x_all[rows], y_all[rows]
         xd, yd = distort(xi, yi, c)
         fold = torch.tensor([_fold_radius(cameras[i]) for i in ids], device=device, dtype=dtype)[:, None]
         radius = torch.sqrt(xi * xi + yi * yi)
@@ -211,12 +234,16 @@ def project_points(points: torch.Tensor, cameras: Sequence[CameraModel], T_cam_l
         hom = torch.stack([xd, yd, torch.ones_like(xd)], dim=-1)
         pix = torch.einsum('mij,mnj->mni', K, hom)
         uv[idx] = pix[..., :2] / pix[..., 2:3]
+        valid[idx] &= torch.isfinite(uv[idx]).all(dim=-1)
 
     hw = torch.tensor(sizes, dtype=dtype, device=device)  # (M, 2) = (H, W)
     u, v = uv[..., 0], uv[..., 1]
     inside = (u >= -0.5) & (u < hw[:, 1:2] - 0.5) & (v >= -0.5) & (v < hw[:, 0:1] - 0.5)
-    in_image = valid & inside & torch.isfinite(uv).all(dim=-1)
-    return Projection(uv=uv, depth=z, in_image=in_image, image_sizes=sizes)
+    in_image = valid & inside
+    if not all_finite:
+        in_image &= finite[None]
+        depth = torch.where(finite[None], depth, torch.full_like(depth, float('nan')))
+    return Projection(uv=uv, depth=depth, in_image=in_image, image_sizes=sizes)
 
 
 def project_frame(frame: Frame, device: str | torch.device = 'cpu', max_range: float | None = None,

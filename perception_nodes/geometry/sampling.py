@@ -25,7 +25,9 @@ def _normalised_grid(uv: torch.Tensor, image_size: tuple[int, int]) -> torch.Ten
 
 def sample_features(feature_map: torch.Tensor, uv: torch.Tensor, image_size: tuple[int, int],
                     mode: str = 'bilinear') -> torch.Tensor:
-    """Features at image points: (C, h, w) map + (N, 2) uv -> (N, C); batched (M, C, h, w) + (M, N, 2) -> (M, N, C).
+    """Features at image points: (C, h, w) map + (N, 2) uv -> (N, C).
+
+    Batched: (M, C, h, w) maps + (M, N, 2) uv -> (M, N, C).
 
     Non-finite ``uv`` give zeros. The result has the feature map's dtype.
     """
@@ -57,9 +59,8 @@ def sample_features(feature_map: torch.Tensor, uv: torch.Tensor, image_size: tup
         lin = (row * fw + col)[:, None, :].expand(m, c, n)
         out = torch.gather(flat, 2, lin).transpose(1, 2)
     else:
-        grid = _normalised_grid(uv.to(feature_map.dtype if feature_map.is_floating_point() else torch.float32),
-                                image_size)[:, None]              # (M, 1, N, 2)
         fmap = feature_map if feature_map.is_floating_point() else feature_map.float()
+        grid = _normalised_grid(uv.to(fmap.dtype), image_size)[:, None]    # (M, 1, N, 2)
         out = F.grid_sample(fmap, grid.to(fmap.dtype), mode='bilinear', padding_mode='border',
                             align_corners=False)[:, :, 0].transpose(1, 2)
     out = torch.where(finite[..., None], out, torch.zeros_like(out))

@@ -64,8 +64,9 @@ def superpixels(image_rgb: np.ndarray, method: str = 'slic', **params: Any) -> n
     """(H, W) int64 superpixel ids from 0 (scikit-image SLIC or Felzenszwalb).
 
     Defaults: SLIC ``n_segments=4000, compactness=10, start_label=0`` (~120-pixel regions on a KITTI image;
-    fewer, larger regions lose more far road points to the grazing-angle effect described above); Felzenszwalb ``scale=100,
-    sigma=0.5, min_size=50``. Extra keyword arguments go to the scikit-image function.
+    fewer, larger regions lose more far road points to the grazing-angle effect described above);
+    Felzenszwalb ``scale=100, sigma=0.5, min_size=50``. Extra keyword arguments go to the scikit-image
+    function.
     """
     from skimage.segmentation import felzenszwalb, slic
 
@@ -87,8 +88,9 @@ def superpixels(image_rgb: np.ndarray, method: str = 'slic', **params: Any) -> n
 
 def segment_ids_at(uv: torch.Tensor, in_image: torch.Tensor, superpixel_map) -> torch.Tensor:
     """(N,) long superpixel id of each point's pixel, -1 where ``in_image`` is False."""
-    seg = torch.as_tensor(np.asarray(superpixel_map) if not torch.is_tensor(superpixel_map) else superpixel_map,
-                          device=uv.device).long()
+    if not torch.is_tensor(superpixel_map):
+        superpixel_map = np.asarray(superpixel_map)
+    seg = torch.as_tensor(superpixel_map, device=uv.device).long()
     if seg.ndim != 2 or seg.shape[0] == 0 or seg.shape[1] == 0:
         raise ValueError(f'superpixel_map must be a non-empty (H, W) array, got {tuple(seg.shape)}')
     rows, cols = pixel_indices(uv, (seg.shape[0], seg.shape[1]))
@@ -98,7 +100,10 @@ def segment_ids_at(uv: torch.Tensor, in_image: torch.Tensor, superpixel_map) -> 
 
 def depth_buffer(uv: torch.Tensor, depth: torch.Tensor, in_image: torch.Tensor, image_size: tuple[int, int],
                  block: int = 8, dilation: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Min depth per ``block``-pixel cell, min-pooled over ``2 dilation + 1`` cells: ((Hb, Wb) buffer, (N,) cell)."""
+    """Min depth per ``block``-pixel cell, min-pooled over ``2 dilation + 1`` cells.
+
+    Returns the (Hb, Wb) buffer and each point's (N,) flat cell index.
+    """
     if block < 1 or dilation < 0:
         raise ValueError(f'block must be >= 1 and dilation >= 0, got {block}, {dilation}')
     h, w = int(image_size[0]), int(image_size[1])
@@ -126,12 +131,16 @@ def depth_buffer_visibility(uv: torch.Tensor, depth: torch.Tensor, in_image: tor
     if uv.ndim != 2 or depth.ndim != 1 or in_image.shape != depth.shape or uv.shape[0] != depth.shape[0]:
         raise ValueError(f'expected uv (N, 2), depth (N,), in_image (N,), got {tuple(uv.shape)}, '
                          f'{tuple(depth.shape)}, {tuple(in_image.shape)}')
-    if depth.numel() == 0:
-        return torch.zeros(0, dtype=torch.bool, device=depth.device)
-    buf, cell = depth_buffer(uv, depth, in_image, image_size, block, dilation)
-    ref = buf.view(-1)[cell]
-    ok = in_image & torch.isfinite(depth)
-    return ok & (depth - ref < threshold + relative_threshold * depth)
+    out = torch.zeros(depth.shape, dtype=torch.bool, device=depth.device)
+    sel = torch.nonzero(in_image & torch.isfinite(depth)).squeeze(1)   # work on in-image points only
+    if sel.numel() == 0:
+        if int(image_size[0]) <= 0 or int(image_size[1]) <= 0:
+            raise ValueError(f'image_size must be positive, got {tuple(image_size)}')
+        return out
+    d = depth[sel]
+    buf, cell = depth_buffer(uv[sel], d, torch.ones_like(d, dtype=torch.bool), image_size, block, dilation)
+    out[sel] = d - buf.view(-1)[cell] < threshold + relative_threshold * d
+    return out
 
 
 @dataclass

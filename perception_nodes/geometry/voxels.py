@@ -42,7 +42,6 @@ class GridSpec:
         inside = ((idx >= 0) & (idx < shape)).all(dim=1) & torch.isfinite(points).all(dim=1)
         return idx, inside
 
-
     def linear_index(self, idx: torch.Tensor) -> torch.Tensor:
         """Row-major (x, y, z) linear index of (N, 3) voxel coordinates."""
         _, y, z = self.shape

@@ -63,7 +63,8 @@ def test_matches_tiny_step_reference(seed):
     points = origin + direction * rng.uniform(0.3, 7.0, (n, 1))      # some beyond the grid
     labels = rng.integers(0, 3, n)
     step = 1e-3
-    got = ray_cast_labels(torch.from_numpy(points), torch.from_numpy(origin), GRID, torch.from_numpy(labels)).numpy()
+    got = ray_cast_labels(torch.from_numpy(points), torch.from_numpy(origin), GRID,
+                          torch.from_numpy(labels)).numpy()
     ref = _reference(points, origin, GRID, labels, step)
     assert (ref == FREE).sum() > 100 and (ref >= 0).sum() > 30
     diff = np.argwhere(got != ref)

@@ -25,7 +25,8 @@ def _points(n: int = 2000, seed: int = 0, spread: float = 0.6) -> np.ndarray:
 def test_rational_distortion_matches_opencv(model, coeffs):
     pts = _points()
     cam = CameraModel('c', 640, 480, K, D=coeffs, distortion_model=model)
-    proj = project_points(torch.from_numpy(pts), [cam], torch.eye(4, dtype=torch.float64)[None], min_depth=0.0)
+    proj = project_points(torch.from_numpy(pts), [cam], torch.eye(4, dtype=torch.float64)[None],
+                          min_depth=0.0)
     ref, _ = cv2.projectPoints(pts.reshape(-1, 1, 3), np.zeros(3), np.zeros(3), K, np.array(coeffs))
     ok = proj.in_image[0].numpy()
     assert ok.sum() > 300
@@ -84,8 +85,11 @@ def test_points_behind_never_wrap_in_and_nan_and_range():
                         [0.0, 0.0, 50.0], [0.0, 0.0, 0.05]])
     proj = project_points(pts, [cam], torch.eye(4)[None], max_range=20.0)
     assert proj.in_image[0].tolist() == [False, False, False, True, False, False]
-    # mirrored behind-camera points land inside the image bounds but are still excluded
-    assert (proj.uv[0, 0] - torch.tensor([320.0, 240.0])).abs().max() < 1e-3
+    assert torch.isnan(proj.depth[0, 2]) and proj.depth[0, 0] == -5.0
+    # the same with a rectified camera and in several cameras at once
+    rect = CameraModel('r', 640, 480, K)
+    both = project_points(pts, [rect, cam], torch.eye(4)[None].repeat(2, 1, 1), max_range=20.0)
+    assert both.in_image.tolist() == [[False, False, False, True, False, False]] * 2
 
 
 def test_fold_back_of_distortion_does_not_wrap_far_field_in():

@@ -10,7 +10,7 @@ from perception_nodes.geometry.sampling import sample_features
 
 
 def _reference(fmap: torch.Tensor, uv: torch.Tensor, image_size, mode: str) -> torch.Tensor:
-    """Per-point loop: cell centre of feature (i, j) is at image ((j + 0.5) W/w - 0.5, (i + 0.5) H/h - 0.5)."""
+    """Per-point loop: feature (i, j) is centred at image ((j + 0.5) W/w - 0.5, (i + 0.5) H/h - 0.5)."""
     c, h, w = fmap.shape
     H, W = image_size
     out = torch.zeros(len(uv), c, dtype=torch.float64)
@@ -31,7 +31,8 @@ def _reference(fmap: torch.Tensor, uv: torch.Tensor, image_size, mode: str) -> t
 
 
 @pytest.mark.parametrize('mode', ['bilinear', 'nearest'])
-@pytest.mark.parametrize('image_size, map_size', [((375, 1242), (24, 78)), ((100, 64), (7, 4)), ((32, 32), (1, 1))])
+@pytest.mark.parametrize('image_size, map_size',
+                         [((375, 1242), (24, 78)), ((100, 64), (7, 4)), ((32, 32), (1, 1))])
 def test_matches_loop_reference(mode, image_size, map_size):
     g = torch.Generator().manual_seed(0)
     fmap = torch.randn(5, *map_size, generator=g, dtype=torch.float64)
@@ -47,7 +48,8 @@ def test_known_values_and_cell_centres():
     fmap = torch.tensor([[[0.0, 1.0], [2.0, 3.0]]])
     uv = torch.tensor([[0.5, 0.5], [2.5, 2.5], [1.5, 0.5], [1.5, 1.5], [-0.5, -0.5], [1.49, 1.51]])
     bil = sample_features(fmap, uv, (4, 4))[:, 0]
-    torch.testing.assert_close(bil, torch.tensor([0.0, 3.0, 0.5, 1.5, 0.0, 0.495 + 2 * 0.505]))  # the map is x + 2 y
+    # the map is x + 2 y in feature-cell coordinates
+    torch.testing.assert_close(bil, torch.tensor([0.0, 3.0, 0.5, 1.5, 0.0, 0.495 + 2 * 0.505]))
     near = sample_features(fmap, uv, (4, 4), mode='nearest')[:, 0]
     assert near.tolist() == [0.0, 3.0, 1.0, 3.0, 0.0, 2.0]
 

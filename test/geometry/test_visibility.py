@@ -103,7 +103,8 @@ def test_box_in_front_of_wall_parallax():
                                    dilation=1).numpy()
     render = render_camera(scene, cam, np.eye(4) @ _translate(scan.origin) @ T_lidar_cam)
     seg = superpixels(render.rgb, 'slic', n_segments=3000)
-    slow = superpixel_depth_visibility(proj.depth[0], segment_ids_at(proj.uv[0], proj.in_image[0], seg)).numpy()
+    ids = segment_ids_at(proj.uv[0], proj.in_image[0], seg)
+    slow = superpixel_depth_visibility(proj.depth[0], ids).numpy()
     for vis in (fast, slow):
         assert vis[hidden].mean() < 0.1            # hidden wall points removed
         # (the box-top returns lie within T_D = 0.5 m of the front face, so Eq. 10 keeps them by design)
@@ -166,7 +167,7 @@ def test_bad_input():
 
 
 def test_kitti_frames_overlay(kitti_raw_dir, kitti_object_dir):
-    """Real KITTI: project, both variants, overlay PNGs in artifacts/geometry/ (points by depth, hidden: x)."""
+    """Real KITTI: project, both variants, overlays in artifacts/geometry/ (colour = depth, x = hidden)."""
     out_dir = Path(os.environ.get('OVP_ARTIFACTS', ARTIFACTS))
     checked = 0
     for root in (kitti_raw_dir, kitti_object_dir):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from perception_nodes.geometry.voxels import (FINE_GRID, POP3D_GRID, GridSpec, dense_occupancy, majority_label,
-                                              voxelize)
+from perception_nodes.geometry.voxels import (FINE_GRID, POP3D_GRID, GridSpec, dense_occupancy,
+                                              majority_label, voxelize)
 
 GRID = GridSpec(lower=(-2.0, -2.0, -1.0), upper=(2.0, 2.0, 1.0), shape=(8, 8, 4))
 

@@ -1,4 +1,4 @@
-"""Render pinhole cameras of a :class:`~perception_nodes.geometry.sim.scene.Scene` and per-point visibility truth."""
+"""Render pinhole cameras of a synthetic :class:`Scene`; per-point camera visibility truth."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -55,7 +55,8 @@ def render_camera(scene: Scene, camera: CameraModel, T_world_cam) -> CameraRende
     rays_cam = np.linalg.solve(K, pix)
     rays_cam = rays_cam / rays_cam[2:3]                  # unit z: t along the ray is z-depth
     dirs = (T[:3, :3] @ rays_cam).T
-    hit = scene.intersect(torch.tensor(T[:3, 3], dtype=torch.float32), torch.tensor(dirs, dtype=torch.float32))
+    hit = scene.intersect(torch.tensor(T[:3, 3], dtype=torch.float32),
+                          torch.tensor(dirs, dtype=torch.float32))
     depth = hit.t.numpy().reshape(h, w).astype(np.float32)
     cls = hit.cls.numpy().reshape(h, w)
     inst = hit.instance.numpy().reshape(h, w)

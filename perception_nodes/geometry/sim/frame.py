@@ -28,7 +28,8 @@ def camera_yaws(num_cameras: int) -> list[float]:
     return [2 * math.pi * i / num_cameras for i in range(num_cameras)]
 
 
-def kitti_like_camera(image_size: tuple[int, int] = KITTI_IMAGE_SIZE, frame_id: str = 'camera') -> CameraModel:
+def kitti_like_camera(image_size: tuple[int, int] = KITTI_IMAGE_SIZE,
+                      frame_id: str = 'camera') -> CameraModel:
     """KITTI camera 2's intrinsics scaled to ``image_size`` (H, W) (~81 degree horizontal field of view)."""
     h, w = int(image_size[0]), int(image_size[1])
     if h <= 0 or w <= 0:
@@ -87,11 +88,12 @@ def make_sim_frame(seed: int, num_cameras: int = 1, image_size=KITTI_IMAGE_SIZE,
         in_image = proj.in_image[0].numpy()
         visible = np.zeros(len(points), dtype=bool)
         if in_image.any():
-            visible[in_image] = first_surface_visible(scene, T_world_cam[:3, 3], scan.surface_points[in_image],
-                                                      visibility_tolerance)
+            visible[in_image] = first_surface_visible(scene, T_world_cam[:3, 3],
+                                                      scan.surface_points[in_image], visibility_tolerance)
         views.append(CameraView(name=f'camera_{i}', image=render.rgb, model=model, T_cam_lidar=T_cam_lidar,
                                 stamp_ns=int(seed) * 100_000_000,
                                 truth={'class': render.class_image, 'instance': render.instance_image,
                                        'depth': render.depth, 'visible': visible}))
-    return Frame(stamp_ns=int(seed) * 100_000_000, frame_id='velodyne', points=points, intensity=scan.intensity,
-                 cameras=views, labels=scan.classes, instances=scan.instances, index=int(seed))
+    return Frame(stamp_ns=int(seed) * 100_000_000, frame_id='velodyne', points=points,
+                 intensity=scan.intensity, cameras=views, labels=scan.classes, instances=scan.instances,
+                 index=int(seed))

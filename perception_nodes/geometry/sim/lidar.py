@@ -32,7 +32,8 @@ class LidarBeamModel:
         if not self.fov_up > self.fov_down:
             raise ValueError(f'fov_up ({self.fov_up}) must exceed fov_down ({self.fov_down})')
         if not 0 <= self.dropout < 1 or self.range_noise < 0 or not self.max_range > self.min_range >= 0:
-            raise ValueError('LidarBeamModel: need 0 <= dropout < 1, range_noise >= 0, max_range > min_range >= 0')
+            raise ValueError('LidarBeamModel: need 0 <= dropout < 1, range_noise >= 0 and '
+                             'max_range > min_range >= 0')
 
     def directions(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unit (n_beams * n_azimuth, 3) ray directions (sensor frame) and their beam / azimuth indices."""
@@ -66,7 +67,8 @@ class LidarScan:
 
 
 def render_lidar(scene: Scene, beam_model: LidarBeamModel | None = None,
-                 origin: tuple[float, float, float] | np.ndarray = (0.0, 0.0, 1.73), seed: int = 0) -> LidarScan:
+                 origin: tuple[float, float, float] | np.ndarray = (0.0, 0.0, 1.73),
+                 seed: int = 0) -> LidarScan:
     """Cast every beam into the scene; keep first hits inside the range window, minus dropouts."""
     beam_model = beam_model or LidarBeamModel()
     origin = np.asarray(origin, dtype=np.float64).reshape(3)
@@ -87,6 +89,7 @@ def render_lidar(scene: Scene, beam_model: LidarBeamModel | None = None,
     refl = torch.as_tensor(SIM_REFLECTIVITY)[cls]
     intensity = (refl * (0.3 + 0.7 * cos_inc) + 0.02 * torch.randn(len(t), generator=gen)).clamp(0, 1)
     return LidarScan(points=points.numpy().astype(np.float32), intensity=intensity.numpy().astype(np.float32),
-                     classes=cls.numpy().astype(np.int64), instances=hit.instance[keep].numpy().astype(np.int64),
+                     classes=cls.numpy().astype(np.int64),
+                     instances=hit.instance[keep].numpy().astype(np.int64),
                      origin=origin, surface_points=surface.numpy().astype(np.float32),
                      beam=beam[keep].numpy().astype(np.int64), azimuth=azi[keep].numpy().astype(np.int64))

@@ -57,7 +57,8 @@ class Scene:
             setattr(self, name, value)
         for name in ('box_class', 'box_instance', 'cyl_class', 'cyl_instance', 'sph_class', 'sph_instance'):
             setattr(self, name, torch.as_tensor(getattr(self, name), dtype=torch.long).reshape(-1))
-        for prim, cls, inst in (('boxes', 'box_class', 'box_instance'), ('cylinders', 'cyl_class', 'cyl_instance'),
+        for prim, cls, inst in (('boxes', 'box_class', 'box_instance'),
+                                ('cylinders', 'cyl_class', 'cyl_instance'),
                                 ('spheres', 'sph_class', 'sph_instance')):
             n = len(getattr(self, prim))
             if len(getattr(self, cls)) != n or len(getattr(self, inst)) != n:
@@ -93,7 +94,8 @@ class Scene:
         inst = torch.full((r,), -1, dtype=torch.long)
         normal = torch.zeros(r, 3)
         centres, radii = self.bounding_spheres()
-        all_cls = torch.cat([torch.tensor([self.ground_class]), self.box_class, self.cyl_class, self.sph_class])
+        all_cls = torch.cat([torch.tensor([self.ground_class]), self.box_class, self.cyl_class,
+                             self.sph_class])
         all_inst = torch.cat([torch.zeros(1, dtype=torch.long), self.box_instance, self.cyl_instance,
                               self.sph_instance])
         for lo in range(0, r, _CHUNK):
@@ -130,7 +132,8 @@ class Scene:
             nb, nc = len(self.boxes), len(self.cylinders)
             tk = torch.full((len(rays),), inf)
             nk = torch.zeros(len(rays), 3)
-            for lo_p, hi_p, fn, params in ((0, nb, _boxes, self.boxes), (nb, nb + nc, _cylinders, self.cylinders),
+            for lo_p, hi_p, fn, params in ((0, nb, _boxes, self.boxes),
+                                           (nb, nb + nc, _cylinders, self.cylinders),
                                            (nb + nc, len(centres), _spheres, self.spheres)):
                 sel = torch.nonzero((prims >= lo_p) & (prims < hi_p)).squeeze(1)
                 if len(sel) == 0:
@@ -230,7 +233,8 @@ def _yaw_box_radius(lx: float, ly: float) -> float:
 
 
 def make_scene(seed: int, n_cars: int = 8, n_buildings: int = 8, n_poles: int = 6, n_trees: int = 4,
-               n_bushes: int = 5, n_people: int = 3, extent: float = 40.0, clear_radius: float = 3.5) -> Scene:
+               n_bushes: int = 5, n_people: int = 3, extent: float = 40.0,
+               clear_radius: float = 3.5) -> Scene:
     """A random street: cars on and beside the road (the first one 6-14 m ahead of the ego, so the camera
     sees parallax occlusion), buildings along both sides, poles, trees (trunk + crown, one instance),
     bushes and people. Deterministic in ``seed``; nothing within ``clear_radius`` of the ego (0, 0)."""
@@ -283,7 +287,10 @@ def make_scene(seed: int, n_cars: int = 8, n_buildings: int = 8, n_poles: int = 
         box_cls.append(BUILDING)
         box_inst.append(next_id)
         next_id += 1
-    sidewalk = lambda: (rng.uniform(-extent, extent), float(rng.choice([-1, 1])) * rng.uniform(6.5, 9.5))  # noqa: E731
+
+    def sidewalk() -> tuple[float, float]:
+        return (rng.uniform(-extent, extent), float(rng.choice([-1, 1])) * rng.uniform(6.5, 9.5))
+
     for _ in range(n_poles):
         r = rng.uniform(0.08, 0.15)
         pos = place(sidewalk, lambda c: r)

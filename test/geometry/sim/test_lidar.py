@@ -30,7 +30,8 @@ def test_flat_ground_ranges_and_noise():
     expected = 256 * int(np.sum(ranges <= 15.0))
     assert 0.85 * expected < scan.num_points < 0.95 * expected
     np.testing.assert_allclose(scan.surface_points[:, 2], 0.0, atol=1e-4)
-    err = np.linalg.norm(scan.points - scan.origin, axis=1) - np.linalg.norm(scan.surface_points - scan.origin, axis=1)
+    err = (np.linalg.norm(scan.points - scan.origin, axis=1)
+           - np.linalg.norm(scan.surface_points - scan.origin, axis=1))
     assert abs(err.std() - 0.05) < 0.005 and abs(err.mean()) < 0.005
     assert (scan.classes == 0).all() and (scan.instances == 0).all()
     assert scan.points.dtype == np.float32 and ((scan.intensity >= 0) & (scan.intensity <= 1)).all()
