@@ -285,11 +285,13 @@ class TextEmbedder:
         """Unit-norm CLIP text features (P, C) of raw prompts, in batches."""
         import torch
         import torch.nn.functional as F
+
+        from perception_nodes.teacher.clip_models import encode_text
         feats = []
         with torch.inference_mode():
             for i in range(0, len(prompts), self.batch_size):
                 tokens = self.clip.tokenizer(list(prompts[i:i + self.batch_size])).to(self.clip.device)
-                feats.append(F.normalize(self.clip.model.encode_text(tokens).float(), dim=-1))
+                feats.append(F.normalize(encode_text(self.clip, tokens).float(), dim=-1))
         self.encoded_prompts += len(prompts)
         return torch.cat(feats)
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from perception_nodes.teacher.clip_models import (ClipSpec, WeightsUnavailableError, load_clip,
+from perception_nodes.teacher.clip_models import (ClipSpec, WeightsUnavailableError, encode_text, load_clip,
                                                   read_state_dict, resolve_pretrained)
 
 
@@ -143,3 +143,12 @@ def test_non_weights_files_are_rejected(tmp_path: Path) -> None:
     other.write_bytes(b'x')
     with pytest.raises(ValueError, match='unsupported weights format'):
         read_state_dict(other)
+
+
+def test_trimmed_text_encoding_equals_open_clip() -> None:
+    clip = load_clip(ClipSpec('ovp-tiny', 'none', seed=4))
+    tokens = clip.tokenizer(['a photo of a car.', 'a blurry photo of the traffic light on a rainy day.', 'x'])
+    assert int((tokens != 0).sum(1).max()) < 20                     # most of the 77 positions are padding
+    with torch.inference_mode():
+        expected = clip.model.encode_text(tokens)
+        torch.testing.assert_close(encode_text(clip, tokens), expected, atol=1e-5, rtol=1e-5)
