@@ -156,3 +156,13 @@ def test_rviz_shows_the_node_outputs():
     assert by_class['rviz_default_plugins/MarkerArray'][0]['Enabled'] is True
     assert by_class['rviz_default_plugins/Image'][0]['Topic']['Value'] == '/fusion_node/overlay/camera_2'
     assert config['Visualization Manager']['Global Options']['Fixed Frame'] == 'velodyne'
+
+
+def test_ros_docs_list_every_parameter_and_output():
+    from perception_nodes.runtime.params import PARAMETERS
+    text = (ROOT / 'docs' / 'ros.md').read_text()
+    missing = [s.name for s in PARAMETERS if f'| `{s.name}` |' not in text]
+    assert not missing, f'docs/ros.md lacks parameters {missing}'
+    for key in ('labeled_points', 'occupancy', 'semantic_voxels', 'overlay/<camera>', 'similarity', 'classes',
+                'query', '/diagnostics'):
+        assert f'`~/{key}`' in text or f'`{key}`' in text, key
