@@ -13,6 +13,7 @@ results into messages and hands each to ``publish(key, msg)``. Output keys (topi
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -218,7 +219,13 @@ class PerceptionCore:
             old = self.params
             self.params = params
             if params.vocabulary != old.vocabulary:
-                self._set_vocabulary(params.vocabulary)
+                try:
+                    self._set_vocabulary(params.vocabulary)
+                except Exception as exc:  # keep running with the previous vocabulary
+                    self.params = dataclasses.replace(params, vocabulary=old.vocabulary)
+                    problem = f'vocabulary change failed, kept the previous one: {type(exc).__name__}: {exc}'
+                    self.stats.count(counters.PIPELINE_ERRORS, problem=problem)
+                    self.log.error(problem)
         if query is not None:
             self._set_query(query)
 

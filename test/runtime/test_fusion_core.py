@@ -204,3 +204,14 @@ def test_stale_sets_are_dropped_under_a_slow_pipeline(kitti_sets, make_pipeline,
 def test_fusion_needs_a_camera(make_pipeline, make_lookup):
     with pytest.raises(ValueError, match='at least one camera'):
         FusionCore(NodeParams.from_dict({}), make_pipeline(), default_message_types(), make_lookup({}))
+
+
+def test_a_failing_vocabulary_switch_keeps_the_previous_vocabulary(core, kitti_sets):
+    def refuse(names_or_vocab, templates=None):
+        raise RuntimeError('text encoder out of memory')
+    core.pipeline.set_vocabulary = refuse
+    assert core.request_parameters({'vocabulary': ['road', 'car']}) is None
+    out = _feed(core, kitti_sets[0])
+    assert 'labeled_points' in out and core.params.vocabulary.names == ('near', 'middle', 'far')
+    assert core.vocabulary.names == ('near', 'middle', 'far')
+    assert 'out of memory' in core.stats.last_problem[counters.PIPELINE_ERRORS]
