@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -96,8 +97,12 @@ def test_package_xml_names_every_runtime_import():
 @pytest.fixture(scope='module')
 def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp('wheel')
+    # build from a copy: an in-tree build would leave build/ and *.egg-info behind in the checkout
+    source = tmp_path_factory.mktemp('source') / PACKAGE
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        '.git', 'build', 'dist', '*.egg-info', '__pycache__', '.pytest_cache', '.hypothesis', 'ovp-*', 'artifacts'))
     proc = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
-                           '-w', str(out), str(ROOT)], capture_output=True, text=True, timeout=300)
+                           '-w', str(out), str(source)], capture_output=True, text=True, timeout=300)
     if proc.returncode:
         pytest.fail(f'pip wheel failed:\n{proc.stdout}\n{proc.stderr}')
     (path,) = out.glob(f'{PACKAGE}-*.whl')
