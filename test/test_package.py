@@ -99,8 +99,9 @@ def wheel(tmp_path_factory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp('wheel')
     # build from a copy: an in-tree build would leave build/ and *.egg-info behind in the checkout
     source = tmp_path_factory.mktemp('source') / PACKAGE
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        '.git', 'build', 'dist', '*.egg-info', '__pycache__', '.pytest_cache', '.hypothesis', 'ovp-*', 'artifacts'))
+    skip = shutil.ignore_patterns('.git', 'build', 'dist', '*.egg-info', '__pycache__', '.pytest_cache',
+                                  '.hypothesis', 'ovp-*', 'artifacts')
+    shutil.copytree(ROOT, source, ignore=skip)
     proc = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q',
                            '-w', str(out), str(source)], capture_output=True, text=True, timeout=300)
     if proc.returncode:
