@@ -139,3 +139,18 @@ def test_segments_of_the_synthetic_world_are_pure(sim_frame) -> None:
     for s in range(labels.max() + 1):
         majority += np.unique(sim_frame.instances[labels == s], return_counts=True)[1].max()
     assert majority / (labels >= 0).sum() > 0.95
+
+
+def test_segments_on_semantickitti(semantic_kitti_dir) -> None:
+    """Real scan: the ground classes are removed, objects (cars, people, ...) are kept in segments."""
+    from perception_nodes.io.kitti import read_semantic_labels, read_velodyne
+    scan = sorted(semantic_kitti_dir.rglob('velodyne/*.bin'))[0]
+    points = read_velodyne(scan)[:, :3]
+    semantic, _ = read_semantic_labels(scan.parent.parent / 'labels' / f'{scan.stem}.label', len(points))
+    labels = segment_scan(points, eps=0.5, min_samples=5, voxel_size=0.1)
+    ground = np.isin(semantic, [40, 44, 48, 49, 60, 72])       # road, parking, sidewalk, other-ground, ...
+    things = np.isin(semantic, [10, 11, 13, 15, 18, 20, 30, 31, 32, 252, 253, 254, 255, 256, 257, 258, 259])
+    assert ground.mean() > 0.2 and things.sum() > 1000
+    assert (labels[ground] == -1).mean() > 0.9
+    assert (labels[things] >= 0).mean() > 0.85
+    assert labels.max() + 1 > 50                                  # many separate segments
