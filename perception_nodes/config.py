@@ -52,13 +52,17 @@ class VocabularyConfig:
 @dataclass
 class FusionConfig:
     visibility: str = 'depth_buffer'   # 'depth_buffer' | 'superpixel' | 'none'
-    visibility_options: dict[str, Any] = field(default_factory=dict)  # extra VisibilityConfig fields
+    # extra VisibilityConfig fields; the default depth buffer (4 px cells, 1 cell dilation, +10% of depth
+    # tolerance) suits KITTI-size images (~1242 px wide); use block 2 for ~600 px wide images.
+    visibility_options: dict[str, Any] = field(
+        default_factory=lambda: {'block': 4, 'dilation': 1, 'relative_threshold': 0.1})
     logit_scale: float = 100.0         # CLIP temperature on cosine similarities
     unknown_threshold: float = 0.0     # winning softmax probability below this -> "unknown"
     instance_voting: bool = True       # points of one class-agnostic segment share a label
     voting: str = 'majority'           # 'majority' | 'mean_feature'
     keep_embeddings: bool = False      # put fused (N, C) features in Outputs.embeddings (grounding queries)
-    segment_options: dict[str, Any] = field(default_factory=dict)  # teacher.instances.segment_scan arguments
+    # teacher.instances.segment_scan arguments (DBSCAN on 0.2 m voxel centres: ~10x faster than 0.1 m)
+    segment_options: dict[str, Any] = field(default_factory=lambda: {'voxel_size': 0.2})
 
     def __post_init__(self) -> None:
         if self.visibility not in VISIBILITY_VARIANTS:
@@ -78,6 +82,7 @@ class GridConfig:
 
     occupancy: bool = True
     nav_grid: dict[str, Any] = field(default_factory=dict)   # NavGridSpec fields (geometry.occupancy)
+    dedupe_rays: bool = True           # one free-space ray per (cell, height band): same grid, ~8x fewer rays
     obstacle_classes: list[str] = field(default_factory=list)  # [] = every non-ground class is an obstacle
     voxels: bool = True
     voxel_lower: tuple[float, float, float] = (-51.2, -51.2, -5.0)

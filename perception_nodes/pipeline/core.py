@@ -192,6 +192,40 @@ class Pipeline:
                 usable.append(view)
         return usable
 
+    def _navigation_grid(self, points: torch.Tensor, labels: torch.Tensor) -> Any:
+        """2D navigation grid; with ``grids.dedupe_rays`` one ray per (grid cell, height band, obstacle) key.
+
+        Rays ending in the same grid cell on the same side of the obstacle height band cross the same cells
+        up to the end cell, so casting one of them loses (almost) nothing: occupied cells are identical
+        (every occupied cell keeps an in-band representative), free cells a subset of the full cast
+        (>99.9% of them on the synthetic world, see the tests), at a fraction of the rays.
+        """
+        cfg = self.config.grids
+        obstacle = None
+        if cfg.obstacle_classes and self.text_embeddings is not None:
+            obstacle = [self.vocabulary.index(c) for c in cfg.obstacle_classes]
+        origin = torch.zeros(3, device=self.device)
+        if cfg.dedupe_rays and points.shape[0]:
+            finite = torch.isfinite(points).all(dim=1)
+            pts = points[finite]
+            lab = labels[finite]
+            grid = self.nav_spec.grid(origin)
+            lower = torch.tensor(grid.lower[:2], dtype=pts.dtype, device=pts.device)
+            cell = torch.floor((pts[:, :2] - lower) / self.nav_spec.resolution).long()
+            cell = cell.clamp(-(1 << 20), 1 << 20)
+            band = torch.bucketize(pts[:, 2].contiguous(),
+                                   torch.tensor([grid.lower[2], grid.upper[2]], dtype=pts.dtype,
+                                                device=pts.device), right=True)
+            is_obstacle = torch.zeros_like(band) if obstacle is None else \
+                torch.isin(lab, torch.as_tensor(obstacle, device=lab.device)).long()
+            key = (((cell[:, 0] + (1 << 20)) << 21) + cell[:, 1] + (1 << 20)) * 8 + band * 2 + is_obstacle
+            _, inverse = torch.unique(key, return_inverse=True)
+            first = torch.full((int(inverse.max()) + 1,), pts.shape[0], dtype=torch.long, device=pts.device)
+            first = first.scatter_reduce(0, inverse, torch.arange(pts.shape[0], device=pts.device), 'amin')
+            points, labels = pts[first], lab[first]
+        return navigation_grid(points, origin, self.nav_spec, labels if obstacle is not None else None,
+                               obstacle)
+
     def process(self, frame: Frame) -> Outputs:
         """Run every stage on one frame (see the module docstring)."""
         cfg = self.config
@@ -264,11 +298,7 @@ class Pipeline:
 
         occupancy = None
         if cfg.grids.occupancy:
-            obstacle = None
-            if cfg.grids.obstacle_classes and self.text_embeddings is not None:
-                obstacle = [self.vocabulary.index(c) for c in cfg.grids.obstacle_classes]
-            occupancy = navigation_grid(points, torch.zeros(3, device=self.device), self.nav_spec,
-                                        labels if obstacle is not None else None, obstacle)
+            occupancy = self._navigation_grid(points, labels)
             occupancy.frame_id = occupancy.frame_id or frame.frame_id
         timer.lap('occupancy')
 

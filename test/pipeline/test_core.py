@@ -262,3 +262,23 @@ def test_bad_pipeline_options():
     p, _, _ = _pipeline(_config(**{'fusion.segment_options': {'epsilon': 1}}))
     with pytest.raises(ValueError, match='fusion.segment_options'):
         p.process(_frame())
+
+
+def test_deduplicated_rays_give_the_same_occupied_cells():
+    from perception_nodes.geometry.occupancy import navigation_grid
+    rng = np.random.default_rng(3)
+    n = 6000
+    r = rng.uniform(2, 25, n)
+    a = rng.uniform(-np.pi, np.pi, n)
+    z = np.where(rng.random(n) < 0.6, -1.73, rng.uniform(-1.7, 1.5, n))   # ground + objects
+    pts = np.c_[r * np.cos(a), r * np.sin(a), z].astype(np.float32)
+    frame = Frame(stamp_ns=1, frame_id='velo', points=pts)
+    cfg = _config(**{'teacher.kind': 'none', 'grids.voxels': False})
+    deduped = Pipeline(cfg).process(frame).occupancy.data
+    full = navigation_grid(torch.from_numpy(pts), torch.zeros(3), Pipeline(cfg).nav_spec).data
+    assert np.array_equal(deduped == 100, full == 100)
+    free, free_full = deduped == 0, full == 0
+    assert not (free & ~free_full).any()
+    assert free.sum() >= 0.99 * free_full.sum()
+    off = with_overrides(cfg, {'grids.dedupe_rays': False})
+    assert np.array_equal(Pipeline(off).process(frame).occupancy.data, full)
