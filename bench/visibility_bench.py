@@ -70,7 +70,9 @@ def main() -> None:
                'superpixel': VisibilityConfig(variant='superpixel')}
     result = {'bench': 'visibility', 'seeds': args.seeds, 'image_size': size, 'threshold_m': 0.5,
               'depth_buffer_block': configs['depth_buffer'].block,
-              'depth_buffer_dilation': configs['depth_buffer'].dilation}
+              'depth_buffer_dilation': configs['depth_buffer'].dilation,
+              'depth_buffer_relative_threshold': configs['depth_buffer'].relative_threshold,
+              'superpixel_method': 'slic', 'superpixel_segments': 4000}
     for mount in MOUNTS:
         result[mount] = evaluate(list(range(args.seeds)), mount, size, beams, configs)
     print(json.dumps(result))

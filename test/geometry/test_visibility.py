@@ -72,11 +72,11 @@ def test_box_in_front_of_wall_parallax():
     edge are hidden from the camera, and so is the box's top (the camera is below it); points on the box's
     front face are visible. Truth is the analytic slab test."""
     scene = _box_and_wall_scene()
-    beams = LidarBeamModel(n_beams=64, n_azimuth=4096, range_noise=0.0, dropout=0.0)
+    beams = LidarBeamModel(n_beams=64, n_azimuth=2048, range_noise=0.0, dropout=0.0)
     scan = render_lidar(scene, beams, origin=(0, 0, 1.73))
     offset = (0.27, -0.6, -0.5)
     T_lidar_cam = mount(0.0, offset)
-    cam = kitti_like_camera((375, 1242))
+    cam = kitti_like_camera((188, 621))
     points = torch.from_numpy(scan.points - scan.origin.astype(np.float32))
     proj = project_points(points, [cam], np.linalg.inv(T_lidar_cam)[None])
     inside = proj.in_image[0].numpy()
@@ -99,10 +99,10 @@ def test_box_in_front_of_wall_parallax():
     assert not truth[hidden].any() and truth[on_box].all()
     np.testing.assert_array_equal(truth[inside], ~blocked[inside])
 
-    fast = depth_buffer_visibility(proj.uv[0], proj.depth[0], proj.in_image[0], (375, 1242), block=4,
+    fast = depth_buffer_visibility(proj.uv[0], proj.depth[0], proj.in_image[0], (188, 621), block=2,
                                    dilation=1).numpy()
     render = render_camera(scene, cam, np.eye(4) @ _translate(scan.origin) @ T_lidar_cam)
-    seg = superpixels(render.rgb, 'slic', n_segments=3000)
+    seg = superpixels(render.rgb, 'slic', n_segments=1500)
     ids = segment_ids_at(proj.uv[0], proj.in_image[0], seg)
     slow = superpixel_depth_visibility(proj.depth[0], ids).numpy()
     for vis in (fast, slow):
