@@ -1,6 +1,7 @@
 """diagnostic_msgs/DiagnosticArray for /diagnostics, built through a message factory (ROS-free).
 
-One array per period with three statuses per node: inputs (rates, synchronized sets, silent topics),
+One array per period with three statuses per node: inputs (rates, synchronized sets, messages the
+synchronizer never matched, silent topics),
 processing (frames processed and dropped, per-stage latency, backend in use) and input errors (bad
 messages and tf failures, WARN while their counts grow).
 """
@@ -41,7 +42,10 @@ class DiagnosticsReporter:
         counts = stats.counts()
         inputs = {f'rate {t} (Hz)': f'{stats.rate(t):.2f}' for t in topics}
         inputs['rate synchronized sets (Hz)'] = f'{stats.rate(SYNC_SETS):.2f}'
-        inputs['synchronized sets'] = str(counts.get(SYNC_SETS, 0))
+        sets = counts.get(SYNC_SETS, 0)
+        inputs['synchronized sets'] = str(sets)
+        for t in topics:   # each set uses one message per topic: the rest never matched (slop, QoS, queue)
+            inputs[f'synchronizer drops {t}'] = str(max(stats.received(t) - sets, 0))
         if silent_problem:
             status_in = StatusEntry(WARN, f'{self.node_name}: inputs', silent_problem, inputs)
         else:

@@ -32,6 +32,7 @@ class RuntimeStats:
         self.rate_window_s = float(rate_window_s)
         self._counts: dict[str, int] = defaultdict(int)
         self._arrivals: dict[str, deque[float]] = defaultdict(deque)
+        self._received: dict[str, int] = defaultdict(int)
         self._latency: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=latency_window))
         self.last_problem: dict[str, str] = {}
 
@@ -47,12 +48,18 @@ class RuntimeStats:
             return dict(self._counts)
 
     def arrived(self, topic: str) -> None:
-        """A message arrived on ``topic`` (for its rate)."""
+        """A message arrived on ``topic`` (for its rate and its total)."""
         now = self._clock()
         with self._lock:
+            self._received[topic] += 1
             q = self._arrivals[topic]
             q.append(now)
             self._trim(q, now)
+
+    def received(self, topic: str) -> int:
+        """Messages that arrived on ``topic`` since start."""
+        with self._lock:
+            return self._received.get(topic, 0)
 
     def rate(self, topic: str) -> float:
         """Messages per second on ``topic`` over the rate window (0 when fewer than two)."""

@@ -215,3 +215,15 @@ def test_a_failing_vocabulary_switch_keeps_the_previous_vocabulary(core, kitti_s
     assert 'labeled_points' in out and core.params.vocabulary.names == ('near', 'middle', 'far')
     assert core.vocabulary.names == ('near', 'middle', 'far')
     assert 'out of memory' in core.stats.last_problem[counters.PIPELINE_ERRORS]
+
+
+def test_diagnostics_count_messages_the_synchronizer_never_matched(core, kitti_sets):
+    for s in kitti_sets[:2]:
+        _feed(core, s)                              # on_input for both topics + one set each
+    core.on_input('/kitti/velo/pointcloud')         # a cloud whose image never came
+    core.on_input('/kitti/velo/pointcloud')
+    inputs = {st.name: st for st in core.diagnostics(0).status}['fusion_node: inputs']
+    values = {v.key: v.value for v in inputs.values}
+    assert values['synchronized sets'] == '2'
+    assert values['synchronizer drops /kitti/velo/pointcloud'] == '2'
+    assert values['synchronizer drops /kitti/camera_color_left/image_raw'] == '0'
