@@ -61,6 +61,18 @@ def test_offline_tag_resolves_placed_file(tmp_path: Path) -> None:
     assert cfg['quick_gelu'] is True          # openai weights need QuickGELU: load_clip forces it
 
 
+def test_offline_tag_resolves_hugging_face_cache(tmp_path: Path) -> None:
+    """What open_clip downloads online (Hugging Face cache layout) is found again offline."""
+    repo = tmp_path / 'models--laion--CLIP-ViT-B-32-laion2B-s34B-b79K'
+    snapshot = repo / 'snapshots' / 'abc123'
+    snapshot.mkdir(parents=True)
+    (repo / 'refs').mkdir()
+    (repo / 'refs' / 'main').write_text('abc123')
+    save_file({'x': torch.zeros(1)}, str(snapshot / 'open_clip_model.safetensors'))
+    path, _ = resolve_pretrained('ViT-B-32', 'laion2b_s34b_b79k', tmp_path, offline=True)
+    assert path == snapshot / 'open_clip_model.safetensors'
+
+
 def test_unknown_model_and_tag(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match='unknown CLIP model'):
         load_clip(ClipSpec('no-such-model', 'none'))
@@ -118,6 +130,7 @@ class _Exploit:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.filterwarnings('ignore:Detected pickle protocol')
 def test_pickle_payload_is_never_unpickled(tmp_path: Path) -> None:
     marker = tmp_path / 'pwned'
     path = tmp_path / 'evil.pt'
