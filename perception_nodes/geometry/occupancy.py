@@ -10,12 +10,15 @@ cells ``[lo, hi)`` (see :mod:`perception_nodes.geometry.voxels`):
   carries the most frequent label of its returns (ties: the smallest label);
 - every other voxel is **ignored** (never observed).
 
-The traversal is Amanatides & Woo's 3D DDA run for all rays at once (one step per loop iteration for
-every active ray, so the loop length is the longest ray in voxels, never the number of rays). Boundary
-ties: where a ray passes exactly through a voxel edge or corner (two crossing times equal), the DDA
-steps one axis first and so marks one of the voxels that touch the ray only at that edge; float64
-rounding can likewise move a crossing that lies exactly on the ray's end. A reference that samples the
-ray densely sees neither. Apart from those, both mark the same voxels (see the tests).
+The traversal is an exact, vectorised equivalent of Amanatides & Woo's 3D DDA: a ray's voxels are the
+voxel holding its (grid-clipped) start plus, for every voxel plane it crosses, the voxel it enters there.
+Crossings are independent of each other, so all crossings of all rays are enumerated at once (chunked to
+bound memory) instead of stepping rays in a loop. The entered voxel is the one holding the ray just after
+the crossing, so a ray passing exactly through a voxel edge or corner marks only the voxels it really
+enters, in either direction. Boundary ties: float64 rounding of a crossing that lies exactly on a plane
+of another axis, or exactly at the ray's end, can shift that crossing's voxel by one; and a dense
+reference sampling misses voxels a ray clips for less than its step. Apart from those, both mark the same
+voxels (see the tests).
 
 Label constants are negative so they never collide with semantic labels (which are >= 0).
 """
@@ -55,13 +58,18 @@ def _clip_to_grid(origin: torch.Tensor, d: torch.Tensor, lower: torch.Tensor,
 _CHUNK_CROSSINGS = 2_000_000  # plane crossings processed at once (bounds memory)
 
 
+def _cell_after(pos: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """Cell holding the ray just after ``pos`` (voxel units): ``floor``, or ``ceil - 1`` when moving down."""
+    return torch.where(down, torch.ceil(pos) - 1, torch.floor(pos)).long()
+
+
 def _mark_crossings(free: torch.Tensor, s: torch.Tensor, e: torch.Tensor, grid: GridSpec) -> None:
     """Mark the voxel each ray enters at each voxel plane it crosses.
 
     ``s`` / ``e`` (R, 3) are the clipped start and end of each ray in voxel units (float64). Along axis
     ``a`` a ray moving up crosses planes ``k`` with ``s_a <= k < e_a`` (entering voxel ``k``), moving down
     planes with ``e_a < k <= s_a`` (entering voxel ``k - 1``); the other coordinates of the entered voxel
-    are ``floor`` of the ray's position at the crossing.
+    are those of the cell the ray is in just after the crossing (:func:`_cell_after`).
     """
     device = s.device
     shape = torch.tensor(grid.shape, dtype=torch.long, device=device)
@@ -83,6 +91,8 @@ def _mark_crossings(free: torch.Tensor, s: torch.Tensor, e: torch.Tensor, grid: 
         base_b = s[:, b] - s[:, a] * slope_b
         base_c = s[:, c] - s[:, a] * slope_c
         entered_shift = torch.where(up, 0, -1)
+        down_b = (e[:, b] - s[:, b]) < 0
+        down_c = (e[:, c] - s[:, c]) < 0
         cum = torch.cumsum(count[rays], 0)
         n_chunks = int(cum[-1]) // _CHUNK_CROSSINGS + 1
         splits = torch.searchsorted(cum, torch.linspace(0, int(cum[-1]), n_chunks + 1, device=device)[1:-1])
@@ -94,8 +104,8 @@ def _mark_crossings(free: torch.Tensor, s: torch.Tensor, e: torch.Tensor, grid: 
             k = torch.arange(ray.numel(), device=device) + torch.repeat_interleave(
                 k_first[r] - (torch.cumsum(cnt, 0) - cnt), cnt)
             kd = k.double()
-            vb = torch.floor(base_b[ray] + kd * slope_b[ray]).long().clamp_(0, grid.shape[b] - 1)
-            vc = torch.floor(base_c[ray] + kd * slope_c[ray]).long().clamp_(0, grid.shape[c] - 1)
+            vb = _cell_after(base_b[ray] + kd * slope_b[ray], down_b[ray]).clamp_(0, grid.shape[b] - 1)
+            vc = _cell_after(base_c[ray] + kd * slope_c[ray], down_c[ray]).clamp_(0, grid.shape[c] - 1)
             va = k + entered_shift[ray]
             ok = (va >= 0) & (va < shape[a])
             free[(va * stride[a] + vb * stride[b] + vc * stride[c])[ok]] = True

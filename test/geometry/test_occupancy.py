@@ -87,6 +87,21 @@ def test_known_answer_axis_aligned_ray():
     assert torch.equal(out, expected)
 
 
+def test_edge_and_corner_crossings_are_exact():
+    grid = GridSpec((0.0, 0.0, 0.0), (2.0, 2.0, 0.5), (4, 4, 1))
+    a, b = torch.tensor([0.25, 0.25, 0.25]), torch.tensor([1.75, 1.75, 0.25])
+    # exactly through the voxel corners, moving up: only the diagonal
+    up = ray_cast_labels(b[None], a, grid)[..., 0]
+    assert {tuple(i) for i in torch.nonzero(up == FREE).tolist()} == {(0, 0), (1, 1), (2, 2)}
+    # sliding along a voxel face (y = 1.0 exactly): half-open cells put it in row y = 2
+    face = ray_cast_labels(torch.tensor([[0.25, 1.0, 0.25]]), torch.tensor([1.75, 1.0, 0.25]), grid)[..., 0]
+    assert {tuple(i) for i in torch.nonzero(face == FREE).tolist()} == {(3, 2), (2, 2), (1, 2)}
+    # moving down: the voxel entered at a corner is the one the ray is in just after it, the diagonal too
+    down = ray_cast_labels(a[None], b, grid)[..., 0]
+    assert {tuple(i) for i in torch.nonzero(down == FREE).tolist()} == {(3, 3), (2, 2), (1, 1)}
+    assert down[0, 0] == OCCUPIED
+
+
 def test_points_outside_free_what_they_cross_and_occupied_wins():
     grid = GridSpec((0.0, 0.0, 0.0), (4.0, 1.0, 1.0), (4, 1, 1))
     # one ray ends beyond the grid, another ends inside voxel 1 which the first crosses

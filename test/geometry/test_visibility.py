@@ -164,6 +164,11 @@ def test_bad_input():
     with pytest.raises(ValueError, match='one image per camera'):
         visible_mask(proj, None, VisibilityConfig(variant='superpixel'))
     assert visible_mask(proj, None).tolist() == [[False, True]]
+    # every point behind the camera: empty results from both variants, no crash
+    behind = project_points(torch.tensor([[0.0, 0.0, -3.0], [1.0, 1.0, -9.0]]), [cam], torch.eye(4)[None])
+    image = np.full((48, 64, 3), 90, np.uint8)
+    for variant in ('depth_buffer', 'superpixel', 'none'):
+        assert not visible_mask(behind, [image], VisibilityConfig(variant=variant)).any()
 
 
 def test_kitti_frames_overlay(kitti_raw_dir, kitti_object_dir):
