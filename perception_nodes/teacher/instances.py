@@ -7,6 +7,7 @@ Class-agnostic 3D segments (ground removal + DBSCAN), their projected 2D boxes e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -212,3 +213,27 @@ def segment_pseudo_labels(crop_features: torch.Tensor, text_embeddings: torch.Te
     f = F.normalize(crop_features.float(), dim=1)
     e = F.normalize(text_embeddings.float().to(f.device), dim=1)
     return (logit_scale * f @ e.T).softmax(dim=1)
+
+
+def segment_crop_features(clip: LoadedClip, images: Sequence[np.ndarray], uvs: Sequence[np.ndarray],
+                          in_images: Sequence[np.ndarray], segment_ids: np.ndarray, min_size: float = 30.0,
+                          batch_size: int = 32) -> tuple[torch.Tensor, np.ndarray]:
+    """Per-segment CLIP crop embeddings over several cameras (Affinity3D Sec. 3.3): (S, C), valid (S,).
+
+    For every camera, each segment with at least 2 projected points gets its enlarged box encoded;
+    a segment seen by several cameras gets the normalised mean of its crop embeddings. Segments seen
+    by no camera are invalid and have zero rows.
+    """
+    seg = np.asarray(segment_ids, dtype=np.int64).reshape(-1)
+    s = int(seg.max(initial=-1)) + 1
+    total = torch.zeros(s, clip.embed_dim, device=clip.device)
+    seen = np.zeros(s, dtype=bool)
+    for image, uv, in_image in zip(images, uvs, in_images):
+        image_size = np.asarray(image).shape[:2]
+        boxes = segment_boxes(uv, in_image, seg, image_size, min_size=min_size, num_segments=s)
+        idx = np.flatnonzero(boxes.valid)
+        if len(idx):
+            crops = encode_crops(clip, image, boxes.boxes[idx], batch_size)
+            total[torch.from_numpy(idx).to(clip.device)] += crops
+            seen[idx] = True
+    return F.normalize(total, dim=1), seen

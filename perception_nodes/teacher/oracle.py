@@ -39,13 +39,17 @@ class OracleNoise:
 
 
 class OracleTeacher:
-    """Teacher returning the (noisy) true class's text embedding at every pixel."""
+    """Teacher returning the (noisy) true class's text embedding at every pixel.
+
+    Feature maps are (H / downsample, W / downsample), or ``output_size`` (h, w) when given (e.g. the
+    14×26 patch grid of a ViT-B/16 MaskCLIP at 224×416), sampled at the feature cells' centres.
+    """
 
     meaningful = True
 
     def __init__(self, text_embeddings: torch.Tensor, class_map: dict[int, int] | None = None,
                  noise: OracleNoise | None = None, downsample: int = 1,
-                 background: torch.Tensor | None = None) -> None:
+                 background: torch.Tensor | None = None, output_size: tuple[int, int] | None = None) -> None:
         if text_embeddings.ndim != 2 or text_embeddings.shape[0] == 0:
             raise ValueError(f'text_embeddings must be (K, C) with K >= 1, '
                              f'got {tuple(text_embeddings.shape)}')
@@ -58,6 +62,9 @@ class OracleTeacher:
                 raise ValueError(f'class_map targets outside 0..{self.num_classes - 1}: {bad}')
         self.noise = noise or OracleNoise()
         self.downsample = max(1, int(downsample))
+        self.output_size = None if output_size is None else (int(output_size[0]), int(output_size[1]))
+        if self.output_size is not None and min(self.output_size) < 1:
+            raise ValueError(f'output_size must be positive (h, w), got {output_size}')
         bg = torch.zeros(self.embed_dim)
         if background is not None:
             bg = F.normalize(background.float().reshape(-1), dim=0)
@@ -130,10 +137,10 @@ class OracleTeacher:
         rng = self._rng(view)
         labels = self._flip_instances(self.vocabulary_raster(truth), view.truth.get('instance'), rng)
         labels = self._bleed(labels, rng)
+        h, w = labels.shape
         d = self.downsample
-        if d > 1:
-            h, w = labels.shape
-            fh, fw = max(1, h // d), max(1, w // d)
+        fh, fw = self.output_size or (max(1, h // d), max(1, w // d))
+        if (fh, fw) != (h, w):  # nearest: the label at each feature cell's centre
             rows = np.minimum(((np.arange(fh) + 0.5) * h / fh).astype(np.int64), h - 1)
             cols = np.minimum(((np.arange(fw) + 0.5) * w / fw).astype(np.int64), w - 1)
             labels = labels[np.ix_(rows, cols)]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from perception_nodes.teacher.clip_models import ClipSpec, load_clip
 from perception_nodes.teacher.instances import (crop_pixels, encode_crops, fit_ground_plane, segment_boxes,
+                                                segment_crop_features,
                                                 segment_pseudo_labels, segment_scan)
 
 
@@ -154,3 +155,23 @@ def test_segments_on_semantickitti(semantic_kitti_dir) -> None:
     assert (labels[ground] == -1).mean() > 0.9
     assert (labels[things] >= 0).mean() > 0.85
     assert labels.max() + 1 > 50                                  # many separate segments
+
+
+def test_segment_crop_features_over_cameras() -> None:
+    clip = load_clip(ClipSpec('ovp-tiny', 'none', seed=7))
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, (120, 200, 3), dtype=np.uint8) for _ in range(2)]
+    seg = np.array([0, 0, 1, 1, 2, 3])                   # segment 3 has one point: never valid
+    uv_a = np.array([[100, 50], [110, 60], [10, 10], [20, 20], [0, 0], [5, 5]], dtype=float)
+    uv_b = np.array([[30, 30], [40, 40], [0, 0], [0, 0], [150, 100], [5, 5]], dtype=float)
+    in_a = np.array([1, 1, 1, 1, 0, 1], dtype=bool)       # camera a sees segments 0 and 1
+    in_b = np.array([1, 1, 0, 0, 1, 1], dtype=bool)       # camera b sees segment 0 (and one point of 2)
+    feats, valid = segment_crop_features(clip, images, [uv_a, uv_b], [in_a, in_b], seg)
+    np.testing.assert_array_equal(valid, [True, True, False, False])
+    box_a = segment_boxes(uv_a, in_a, seg, (120, 200)).boxes
+    box_b = segment_boxes(uv_b, in_b, seg, (120, 200)).boxes
+    a0, a1 = encode_crops(clip, images[0], box_a[[0, 1]])
+    (b0,) = encode_crops(clip, images[1], box_b[[0]])
+    torch.testing.assert_close(feats[0], F.normalize(a0 + b0, dim=0), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(feats[1], a1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(feats[2:], torch.zeros(2, 32))

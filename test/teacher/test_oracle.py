@@ -117,6 +117,10 @@ def test_downsample_and_errors() -> None:
     feats = OracleTeacher(emb, downsample=4).dense_features([truth_view()])[0]
     assert feats.shape == (C, 10, 15)
     torch.testing.assert_close(feats[:, 2, 3], emb[1])            # cell centre (10, 14) is in the class-1 box
+    grid = OracleTeacher(emb, output_size=(4, 6)).class_raster(truth_view())
+    # cell centres: rows 5, 15, 25, 35 and columns 5, 15, ..., 55 of the 40x60 truth raster
+    np.testing.assert_array_equal(grid, [[1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0],
+                                         [0, 0, 0, 2, 2, 0], [0, 0, 0, 0, 0, 0]])
     v = truth_view()
     v.truth = {}
     with pytest.raises(ValueError, match="no truth\\['class'\\]"):
