@@ -37,7 +37,11 @@ def default_cache_dir() -> Path:
 
 @dataclass
 class ClipSpec:
-    """Which CLIP to load. ``pretrained``: an open_clip tag, a weights file path, or 'none' (random)."""
+    """Which CLIP to load. ``pretrained``: an open_clip tag, a weights file path, or 'none' (random).
+
+    Tags set the activation the weights were trained with (OpenAI weights use QuickGELU); for a local
+    file of OpenAI weights name the model ``ViT-B-32-quickgelu`` (etc.).
+    """
 
     model: str = 'ViT-B-32'
     pretrained: str = 'openai'
