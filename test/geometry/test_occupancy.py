@@ -6,10 +6,12 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from perception_nodes.geometry.occupancy import (FREE, IGNORE, OCCUPIED, NavGridSpec, navigation_grid,
                                                  ray_cast_labels)
-from perception_nodes.geometry.voxels import GridSpec
+from perception_nodes.geometry.voxels import GridSpec, dense_occupancy, voxelize
 
 GRID = GridSpec(lower=(-4.0, -4.0, -2.0), upper=(4.0, 4.0, 2.0), shape=(16, 16, 8))
 
@@ -143,3 +145,20 @@ def test_navigation_grid_wall():
         navigation_grid(pts, torch.zeros(3), spec, obstacle_classes=[2])
     with pytest.raises(ValueError, match='z_max'):
         NavGridSpec(z_min=1.0, z_max=0.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 200))
+def test_occupied_voxels_are_the_occupancy_target(seed, n):
+    """Property: occupied voxels == dense_occupancy, their labels == voxelize's majority labels."""
+    rng = np.random.default_rng(seed)
+    pts = torch.from_numpy(rng.uniform(-5, 5, (n, 3)))
+    labels = torch.from_numpy(rng.integers(0, 4, n))
+    origin = torch.from_numpy(rng.uniform(-1, 1, 3))
+    out = ray_cast_labels(pts, origin, GRID, labels)
+    assert torch.equal(out >= 0, dense_occupancy(pts, GRID))
+    vox = voxelize(pts, GRID, labels)
+    c = vox.coords
+    assert torch.equal(out[c[:, 0], c[:, 1], c[:, 2]], vox.labels)
+    unlabelled = ray_cast_labels(pts, origin, GRID)
+    assert torch.equal(unlabelled == OCCUPIED, out >= 0) and torch.equal(unlabelled == FREE, out == FREE)
