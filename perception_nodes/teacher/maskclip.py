@@ -85,6 +85,7 @@ class MaskClipTeacher:
         self.embed_dim = clip.embed_dim
         self.meaningful = clip.pretrained_meaningful
         self.device = clip.device
+        self._pos_cache: dict[tuple[int, int], torch.Tensor] = {}
         self._mean = torch.tensor(clip.image_mean, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(clip.image_std, device=self.device).view(1, 3, 1, 1)
 
@@ -111,7 +112,10 @@ class MaskClipTeacher:
         b, d, gh, gw = x.shape
         x = x.reshape(b, d, gh * gw).permute(0, 2, 1)
         cls = visual.class_embedding.to(x.dtype).view(1, 1, d).expand(b, 1, d)
-        pos = interpolate_pos_embed(visual.positional_embedding, visual.grid_size, (gh, gw))
+        pos = self._pos_cache.get((gh, gw))
+        if pos is None:  # weights are frozen: interpolate once per grid size
+            pos = self._pos_cache[(gh, gw)] = interpolate_pos_embed(visual.positional_embedding,
+                                                                    visual.grid_size, (gh, gw))
         x = visual.ln_pre(torch.cat([cls, x], dim=1) + pos.to(x.dtype))
         transformer = visual.transformer
         if not transformer.batch_first:
