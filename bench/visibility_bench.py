@@ -3,8 +3,9 @@
 For each seed a synthetic frame is rendered; among the LiDAR points projecting into the image we count
 the fraction wrongly matched without the module (truly hidden from the camera) and the precision / recall
 of the visible mask of both variants (positive = visible), plus the fraction of hidden points removed.
-Two camera mounts: KITTI's (0.27 m ahead, 0.08 m below the LiDAR) and a wide one (1.0 m ahead, 0.4 m
-aside, 0.6 m below, like a bumper camera under a roof LiDAR).
+On the real KITTI frames (when present) it reports the fraction of in-image points each variant judges
+invisible (no truth there). Two camera mounts: KITTI's (0.27 m ahead, 0.08 m below the LiDAR) and a
+wide one (1.0 m ahead, 0.4 m aside, 0.6 m below, like a bumper camera under a roof LiDAR).
 """
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import argparse
 import json
 import time
 
+import cv2
 import numpy as np
 import torch
 
-from perception_nodes.geometry.projection import project_frame
+from perception_nodes.geometry.projection import project_frame, project_points
 from perception_nodes.geometry.sim import SMALL_BEAM_MODEL, LidarBeamModel, make_sim_frame
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
+from perception_nodes.io.kitti import find_kitti_frames, read_calib, read_velodyne, shared_data_dir
 
 MOUNTS = {'kitti': (0.27, 0.06, -0.08), 'wide': (1.0, 0.4, -0.6)}
 
@@ -56,6 +59,30 @@ def evaluate(seeds: list[int], mount: str, image_size, beam_model: LidarBeamMode
     return out
 
 
+def real_kitti(configs: dict[str, VisibilityConfig]) -> dict | None:
+    """Fraction of in-image points each variant judges invisible on the shared real KITTI frames."""
+    roots = [shared_data_dir() / name for name in ('kitti_raw_2011_09_26_seq', 'kitti_object_vis')]
+    frames = [f for root in roots if root.is_dir() for f in find_kitti_frames(root)
+              if f.image is not None and f.calib is not None]
+    if not frames:
+        return None
+    fractions: dict[str, list[float]] = {name: [] for name in configs}
+    for files in frames:
+        calib = read_calib(files.calib)
+        image = cv2.cvtColor(cv2.imread(str(files.image)), cv2.COLOR_BGR2RGB)
+        h, w = image.shape[:2]
+        points = torch.from_numpy(read_velodyne(files.velodyne)[:, :3].copy())
+        proj = project_points(points, [calib.camera_model(w, h)], calib.T_cam_velo[None])
+        inside = proj.in_image[0]
+        for name, cfg in configs.items():
+            vis = visible_mask(proj, [image], cfg)[0]
+            fractions[name].append(1 - float(vis[inside].float().mean()))
+    return {'frames': len(frames), **{f'{name}_judged_invisible_mean': round(float(np.mean(v)), 4)
+                                      for name, v in fractions.items()},
+            **{f'{name}_judged_invisible_range': [round(min(v), 4), round(max(v), 4)]
+               for name, v in fractions.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--seeds', type=int, default=6)
@@ -75,6 +102,7 @@ def main() -> None:
               'superpixel_method': 'slic', 'superpixel_segments': 4000}
     for mount in MOUNTS:
         result[mount] = evaluate(list(range(args.seeds)), mount, size, beams, configs)
+    result['real_kitti'] = real_kitti(configs)
     print(json.dumps(result))
 
 
