@@ -79,10 +79,15 @@ def _read_weights(weights: Path) -> dict[str, torch.Tensor]:
     if not weights.is_file():
         raise ValueError(f'checkpoint weights {weights} not found')
     with open(weights, 'rb') as f:
-        head = f.read(4)
-    if head.startswith(_PICKLE_MAGIC):
-        raise ValueError(f'{weights}: looks like a pickle / torch.save file; refusing to unpickle '
-                         '(checkpoints must be safetensors)')
+        head = f.read(9)
+    size = weights.stat().st_size
+    header_len = int.from_bytes(head[:8], 'little') if len(head) == 9 else -1
+    if not (0 < header_len <= size - 8 and head[8:9] == b'{'):
+        # Not the safetensors layout (u64 header length + JSON header); name what it is instead.
+        if head.startswith(_PICKLE_MAGIC):
+            raise ValueError(f'{weights}: looks like a pickle / torch.save file; refusing to unpickle '
+                             '(checkpoints must be safetensors)')
+        raise ValueError(f'{weights}: not a valid safetensors file (bad header)')
     try:
         return load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
