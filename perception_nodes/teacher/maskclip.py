@@ -53,7 +53,10 @@ def image_to_tensor(image: np.ndarray, name: str = 'image') -> torch.Tensor:
         raise ValueError(f'{name}: expected an (H, W, 3) RGB image, got shape {arr.shape}')
     arr = arr[..., :3]
     scale = 255.0 if arr.dtype == np.uint8 else (65535.0 if arr.dtype == np.uint16 else 1.0)
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / scale
+    arr = np.ascontiguousarray(arr)
+    if not arr.flags.writeable:  # e.g. a view of a ROS message buffer: torch wants writable memory
+        arr = arr.copy()
+    return torch.from_numpy(arr).permute(2, 0, 1).float() / scale
 
 
 class MaskClipTeacher:

@@ -1,6 +1,8 @@
 """MaskCLIP dense features on the tiny random CLIPs: shapes, norms, and step-by-step references."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -190,3 +192,8 @@ def test_bad_inputs(vit: LoadedClip) -> None:
     grey.image = np.full((40, 50), 128, dtype=np.uint8)
     assert teacher.dense_features([grey])[0].shape == (32, 2, 3)
     assert teacher.dense_features([]) == []
+    frozen = view(32, 48)
+    frozen.image.flags.writeable = False                   # e.g. a view of a message buffer
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert teacher.dense_features([frozen])[0].shape == (32, 2, 3)
