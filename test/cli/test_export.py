@@ -45,7 +45,8 @@ def test_user_errors_exit_2_with_a_message(tmp_path, capsys):
     assert main(['export', '--checkpoint', str(ckpt), '--onnx', out, '--max-points', '0']) == 2
     assert main(['export', '--onnx', out]) == 2
     assert 'give --checkpoint' in capsys.readouterr().err
-    assert main(['export', '--onnx', str(tmp_path / 'none.onnx'), '--engine', str(tmp_path / 'e.engine')]) == 2
+    engine = str(tmp_path / 'e.engine')
+    assert main(['export', '--onnx', str(tmp_path / 'none.onnx'), '--engine', engine]) == 2
     assert 'does not exist' in capsys.readouterr().err
 
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from perception_nodes.config import PipelineConfig, with_overrides
 from perception_nodes.frame import CameraModel, CameraView, Frame
+from perception_nodes.geometry.sim import SIM_CLASSES
 from perception_nodes.outputs import UNKNOWN_LABEL
 from perception_nodes.pipeline import Pipeline
 
@@ -217,7 +218,7 @@ def test_geometry_only_without_teacher():
     out = p.process(_frame())
     assert (out.labels == UNKNOWN_LABEL).all() and (out.scores == 0).all()
     assert out.visible.any() and not out.visible.all()
-    assert out.class_names == ['road', 'car', 'building', 'pole', 'vegetation']
+    assert out.class_names == SIM_CLASSES
     assert 'geometry only' in out.notes[0]
     assert not p.meaningful
 

@@ -20,7 +20,8 @@ def test_scatter_mean_against_a_loop():
 
 def test_invalid_points_never_reach_a_cell():
     feats = torch.ones(4, 2)
-    mean, count = scatter_mean(feats, torch.tensor([0, 0, 1, 1]), torch.tensor([True, False, False, False]), 2)
+    valid = torch.tensor([True, False, False, False])
+    mean, count = scatter_mean(feats, torch.tensor([0, 0, 1, 1]), valid, 2)
     assert count.tolist() == [1.0, 0.0]
     assert mean[1].tolist() == [0.0, 0.0]
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from perception_nodes.student.backends.engine_cache import (EngineMeta, cached_engine_path, read_meta, sidecar,
-                                                            stale_reason, write_engine)
+from perception_nodes.student.backends.engine_cache import (EngineMeta, cached_engine_path, read_meta,
+                                                            sidecar, stale_reason, write_engine)
 
 META = EngineMeta(onnx_sha256='a' * 64, trt_version='10.3.0', gpu_name='NVIDIA H200', fp16=False)
 
@@ -12,7 +12,8 @@ META = EngineMeta(onnx_sha256='a' * 64, trt_version='10.3.0', gpu_name='NVIDIA H
 def test_key_depends_on_onnx_trt_version_gpu_and_precision(tmp_path):
     variants = [META, EngineMeta('b' * 64, '10.3.0', 'NVIDIA H200', False),
                 EngineMeta('a' * 64, '10.7.0', 'NVIDIA H200', False),
-                EngineMeta('a' * 64, '10.3.0', 'Orin', False), EngineMeta('a' * 64, '10.3.0', 'NVIDIA H200', True)]
+                EngineMeta('a' * 64, '10.3.0', 'Orin', False),
+                EngineMeta('a' * 64, '10.3.0', 'NVIDIA H200', True)]
     keys = {m.key() for m in variants}
     assert len(keys) == len(variants)
     assert META.key() == EngineMeta('a' * 64, '10.3.0', 'NVIDIA H200', False).key()

@@ -26,8 +26,8 @@ def test_parity_with_the_torch_backend_and_export_cache(tiny, range_checkpoint, 
 
 
 def test_provider_order_and_availability():
-    cfg = BackendConfig(kind='onnxruntime', providers=['TensorrtExecutionProvider', 'CUDAExecutionProvider',
-                                                      'CPUExecutionProvider'])
+    order = ['TensorrtExecutionProvider', 'CUDAExecutionProvider', 'CPUExecutionProvider']
+    cfg = BackendConfig(kind='onnxruntime', providers=order)
     with pytest.warns(UserWarning, match='not available'):
         chosen = resolve_providers(cfg, ['CUDAExecutionProvider', 'CPUExecutionProvider'])
     assert chosen == ['CUDAExecutionProvider', 'CPUExecutionProvider']

@@ -1,4 +1,5 @@
-"""TensorRT backend: runs where `tensorrt` imports and a CUDA GPU is present, skipped with the reason elsewhere."""
+"""TensorRT backend: runs where `tensorrt` imports and a CUDA GPU is present; skipped with the reason
+elsewhere."""
 from __future__ import annotations
 
 import importlib.util
@@ -18,7 +19,8 @@ needs_trt = pytest.mark.skipif(not (HAVE_TRT and torch.cuda.is_available()),
 @pytest.mark.skipif(HAVE_TRT and torch.cuda.is_available(), reason='TensorRT and a GPU are present')
 def test_clear_error_without_tensorrt(range_checkpoint, tmp_path):
     with pytest.raises(ValueError, match='tensorrt'):
-        load_backend(BackendConfig(kind='tensorrt', device='cuda', engine_cache_dir=str(tmp_path)), range_checkpoint)
+        load_backend(BackendConfig(kind='tensorrt', device='cuda', engine_cache_dir=str(tmp_path)),
+                     range_checkpoint)
 
 
 @needs_trt
@@ -26,8 +28,8 @@ def test_clear_error_without_tensorrt(range_checkpoint, tmp_path):
 def test_engine_matches_onnxruntime(tiny, range_checkpoint, tmp_path, fp16, atol):
     cache = str(tmp_path / 'cache')
     ort_backend = load_backend(BackendConfig(kind='onnxruntime', engine_cache_dir=cache), range_checkpoint)
-    trt_backend = load_backend(BackendConfig(kind='tensorrt', device='cuda', engine_cache_dir=cache, fp16=fp16,
-                                             onnx_path=str(ort_backend.onnx_path)))
+    trt_backend = load_backend(BackendConfig(kind='tensorrt', device='cuda', engine_cache_dir=cache,
+                                             fp16=fp16, onnx_path=str(ort_backend.onnx_path)))
     assert read_meta(trt_backend.engine_path).fp16 == fp16
     scan = tiny.scan(6000, seed=9)
     a, b = trt_backend.infer(scan), ort_backend.infer(scan)
