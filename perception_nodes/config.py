@@ -103,6 +103,8 @@ class ReplayConfig:
     lidar_topic: str = ''              # '' = the bag's only PointCloud2 topic
     camera_topics: list[str] = field(default_factory=list)   # [] = every Image topic with a CameraInfo
     max_frames: int = 0                # 0 = all
+    allow_partial: bool = True         # process frames with a camera missing (fused from the others)
+    sync_slop_ms: float = 50.0         # max |image stamp - LiDAR stamp|
     storage: str = 'mcap'              # output bag storage: 'mcap' | 'sqlite3'
     topic_prefix: str = '/ovp'
     write_overlays: bool = True

@@ -16,7 +16,7 @@ from perception_nodes.io.stamps import stamp_to_ns
 from perception_nodes.outputs import UNKNOWN_LABEL
 from perception_nodes.pipeline.sample_bags import PERIOD_NS, START_NS, sim_frames, write_sim_bag
 
-TINY = ['--clip-model', 'ovp-tiny', '--clip-pretrained', 'none', '--quiet']
+TINY = ['--clip-model', 'ovp-tiny', '--clip-pretrained', 'none', '--quiet', '--config', 'CONFIG']
 EXPECTED_TOPICS = {'/tf_static', '/ovp/labeled_points', '/ovp/occupancy', '/ovp/semantic_voxels',
                    '/ovp/camera_0/overlay', '/ovp/camera_1/overlay'}
 
@@ -34,8 +34,12 @@ def sim_bag(tmp_path_factory, frames):
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path, monkeypatch):
+def _isolated_cache_and_short_prompts(tmp_path, monkeypatch):
+    """Own text-embedding cache; one prompt template (80 would only cost time with the tiny model)."""
     monkeypatch.setenv('OVP_CLIP_CACHE', str(tmp_path / 'clip-cache'))
+    config = tmp_path / 'fast.yaml'
+    config.write_text("vocabulary:\n  templates: ['a photo of a {}.']\n")
+    TINY[-1] = str(config)
 
 
 def _read(bag):
