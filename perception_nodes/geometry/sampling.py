@@ -29,7 +29,8 @@ def sample_features(feature_map: torch.Tensor, uv: torch.Tensor, image_size: tup
 
     Batched: (M, C, h, w) maps + (M, N, 2) uv -> (M, N, C).
 
-    Non-finite ``uv`` give zeros. The result has the feature map's dtype.
+    Non-finite ``uv`` give zeros. The result has the feature map's dtype and may be a non-contiguous
+    view (a (N, C) copy costs more than the sampling for CLIP-sized C; call ``.contiguous()`` if needed).
     """
     if mode not in ('bilinear', 'nearest'):
         raise ValueError(f"mode must be 'bilinear' or 'nearest', got {mode!r}")
@@ -49,7 +50,7 @@ def sample_features(feature_map: torch.Tensor, uv: torch.Tensor, image_size: tup
         raise ValueError(f'feature map has zero size {fh}x{fw}')
     uv = uv.to(device=feature_map.device)
     finite = torch.isfinite(uv).all(dim=-1)                       # (M, N)
-    uv = torch.where(finite[..., None], uv, torch.zeros_like(uv))
+    uv = torch.nan_to_num(uv, nan=0.0, posinf=0.0, neginf=0.0)
     if n == 0:
         out = feature_map.new_zeros(m, 0, c)
     elif mode == 'nearest':
@@ -63,5 +64,6 @@ def sample_features(feature_map: torch.Tensor, uv: torch.Tensor, image_size: tup
         grid = _normalised_grid(uv.to(fmap.dtype), image_size)[:, None]    # (M, 1, N, 2)
         out = F.grid_sample(fmap, grid.to(fmap.dtype), mode='bilinear', padding_mode='border',
                             align_corners=False)[:, :, 0].transpose(1, 2)
-    out = torch.where(finite[..., None], out, torch.zeros_like(out))
+    if not bool(finite.all()):
+        out = torch.where(finite[..., None], out, torch.zeros_like(out))
     return out if batched else out[0]
