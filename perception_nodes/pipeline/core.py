@@ -316,9 +316,16 @@ class Pipeline:
         labels_np = labels.cpu().numpy().astype(np.uint16)
         overlays: dict[str, np.ndarray] = {}
         if cfg.overlay.enabled:
+            # without a teacher there are no labels to draw: points show their class-agnostic instance
+            # (ground / noise grey) so the overlay still shows projection and segmentation
+            drawn, palette = labels_np, self.palette
+            if self.text_embeddings is None:
+                seg = segments.cpu().numpy()
+                drawn = np.where(seg >= 0, seg % 20, UNKNOWN_LABEL)
+                palette = default_palette(20)
             for m, view in enumerate(views):
                 overlays[view.name] = draw_label_overlay(
-                    view.image, proj.uv[m], proj.depth[m], proj.in_image[m], labels_np, self.palette,
+                    view.image, proj.uv[m], proj.depth[m], proj.in_image[m], drawn, palette,
                     cfg.overlay.point_radius, cfg.overlay.max_points, cfg.overlay.unknown_color)
         timer.lap('overlay')
 

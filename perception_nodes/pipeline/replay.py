@@ -223,7 +223,10 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
         'overlay_pngs': png_written,
         'config': config_to_dict(config),
     }
-    save_legend(paths['legend'], pipeline.class_names, palette,
-                title='classes' if pipeline.meaningful else 'classes (RANDOM weights: labels meaningless)')
+    if pipeline.teacher is None:
+        title = 'geometry only: every label unknown (overlay colours = instances)'
+    else:
+        title = 'classes' if pipeline.meaningful else 'classes (RANDOM weights: labels meaningless)'
+    save_legend(paths['legend'], pipeline.class_names, palette, title=title)
     _atomic_json(paths['summary'], summary)
     return summary
