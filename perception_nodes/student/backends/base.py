@@ -57,7 +57,7 @@ class BackendResult:
 
     point_embeddings: (N, D) float32 unit vectors for ALL N input points. Points removed by the
       deterministic subsampling get the embedding of their nearest kept neighbour (in xyz); points
-      with a non-finite coordinate get a zero row and ``valid`` False.
+      with a non-finite coordinate get a NaN row (so cosine scores are NaN: "unknown") and ``valid`` False.
     text_projection: (K, C) when the student embeds into a projected K-dim space, else None; use
       ``classify`` which applies it.
     """
@@ -87,7 +87,7 @@ class BackendResult:
             raise ValueError(f'text embeddings have {text.shape[1]} dims, point embeddings '
                              f'{self.point_embeddings.shape[1]}')
         text = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
-        logits = self.point_embeddings @ text.T
+        logits = np.nan_to_num(self.point_embeddings) @ text.T
         labels = logits.argmax(axis=1) if len(logits) else np.zeros(0, np.int64)
         scores = np.take_along_axis(logits, labels[:, None], axis=1)[:, 0] if len(logits) else \
             np.zeros(0, np.float32)
@@ -119,6 +119,7 @@ class StudentBackend(ABC):
         t2 = time.perf_counter()
         n, dim = padded.num_input, emb.shape[1]
         out = np.zeros((n, dim), dtype=np.float32)
+        out[~padded.finite] = np.nan                     # no embedding for non-finite input points
         out[padded.kept] = emb[:padded.num_used]
         if padded.subsampled:
             xyz = np.asarray(points)[:, :3].astype(np.float32)

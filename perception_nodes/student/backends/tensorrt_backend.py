@@ -10,6 +10,7 @@ is at hand, otherwise refused with a ValueError naming the mismatch.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +80,14 @@ class TensorRTBackend(StudentBackend):
     def __init__(self, config: BackendConfig, checkpoint: str | os.PathLike | None) -> None:
         import torch
         trt = import_tensorrt()
-        # The ONNX carries the student config and is what a stale engine is rebuilt from.
+        # The ONNX carries the student config and is what a stale engine is rebuilt from; an engine
+        # given alone finds it beside itself (ovp export writes OUT.onnx next to OUT.engine).
+        if checkpoint is None and not config.onnx_path and config.engine_path:
+            sibling = Path(config.engine_path).with_suffix('.onnx')
+            if not sibling.is_file():
+                raise ValueError(f'TensorRT engine {config.engine_path} needs its ONNX file beside it '
+                                 f'({sibling}) for the student config; give onnx_path')
+            config = replace(config, onnx_path=str(sibling))
         onnx_path = ensure_onnx(config, checkpoint)
         engine_path = ensure_engine(config, onnx_path)
         student, count, projection = read_onnx_metadata(onnx_path)

@@ -26,7 +26,7 @@ def _result(emb, valid, projection=None):
 
 
 def test_result_classify_known_answer_and_invalid_points():
-    res = _result([[1, 0], [0, 1], [0, 0]], [True, True, False])
+    res = _result([[1, 0], [0, 1], [np.nan, np.nan]], [True, True, False])
     labels, scores = res.classify(np.array([[0.0, 3.0], [2.0, 0.0]]))
     assert labels.tolist() == [1, 0, -1]
     assert scores.tolist() == pytest.approx([1.0, 1.0, 0.0])
@@ -55,7 +55,7 @@ def test_every_input_point_gets_an_embedding(tiny, request, ckpt):
     assert res.num_input == 1200 and res.num_used == 500 and res.subsampled and res.num_nonfinite == 2
     assert res.point_embeddings.shape[0] == 1200 and res.point_embeddings.dtype == np.float32
     assert res.valid.sum() == 1198 and not res.valid[7] and not res.valid[8]
-    assert not res.point_embeddings[[7, 8]].any()
+    assert np.isnan(res.point_embeddings[[7, 8]]).all()
     norms = np.linalg.norm(res.point_embeddings[res.valid], axis=1)
     np.testing.assert_allclose(norms, 1.0, atol=1e-4)
     # Slow reference for the fill rule: a dropped point copies its nearest kept neighbour (xyz).

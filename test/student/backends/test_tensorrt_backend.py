@@ -48,3 +48,16 @@ def test_engine_for_another_gpu_is_rebuilt(range_checkpoint, tmp_path):
     meta = read_meta(backend.engine_path)
     assert meta.gpu_name == torch.cuda.get_device_name(0) and meta.trt_version != '8.6.1'
     assert engine.read_bytes() != b'not an engine'
+
+
+@needs_trt
+def test_engine_path_alone_finds_its_onnx(range_checkpoint, tmp_path):
+    from perception_nodes.cli.main import main
+    onnx_path, engine = tmp_path / 'student.onnx', tmp_path / 'student.engine'
+    assert main(['export', '--checkpoint', str(range_checkpoint), '--onnx', str(onnx_path),
+                 '--engine', str(engine)]) == 0
+    backend = load_backend(BackendConfig(kind='tensorrt', device='cuda', engine_path=str(engine)))
+    assert backend.engine_path == engine
+    onnx_path.unlink()
+    with pytest.raises(ValueError, match='needs its ONNX file beside it'):
+        load_backend(BackendConfig(kind='tensorrt', device='cuda', engine_path=str(engine)))
