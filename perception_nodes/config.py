@@ -126,6 +126,10 @@ class PipelineConfig:
     overlay: OverlayConfig = field(default_factory=OverlayConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     device: str = 'cpu'
+    # > 0: torch.set_num_threads (1 avoids OpenMP oversubscription on small shared CPUs; the teacher then
+    # overlaps the 3D work on a second core)
+    torch_threads: int = 0
+    concurrent_teacher: bool = True    # run the 2D teacher in a worker thread, overlapping the 3D stages
 
 
 # CLI flag (argparse dest) -> dotted config key.

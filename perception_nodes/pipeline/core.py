@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -88,6 +89,9 @@ class Pipeline:
         self.clip = clip
         self.teacher = teacher
         self.counters: Counter[str] = Counter()
+        self._pool: ThreadPoolExecutor | None = None
+        if cfg.torch_threads > 0:
+            torch.set_num_threads(cfg.torch_threads)
         if self.teacher is None and cfg.teacher.kind == 'clip':
             from perception_nodes.teacher.clip_models import ClipSpec, load_clip
             from perception_nodes.teacher.maskclip import MaskClipTeacher
@@ -226,9 +230,37 @@ class Pipeline:
         return navigation_grid(points, origin, self.nav_spec, labels if obstacle is not None else None,
                                obstacle)
 
+    def _dense_features(self, views: list[CameraView]) -> tuple[list[torch.Tensor], float]:
+        start = time.perf_counter()
+        maps = self.teacher.dense_features(views)
+        if len(maps) != len(views):
+            raise ValueError(f'teacher returned {len(maps)} feature maps for {len(views)} views')
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        return maps, (time.perf_counter() - start) * 1e3
+
+    def _segments(self, frame: Frame) -> torch.Tensor:
+        from perception_nodes.teacher.instances import segment_scan
+        try:
+            segment_ids = segment_scan(frame.points, **self.config.fusion.segment_options)
+        except TypeError as exc:
+            raise ValueError(f'fusion.segment_options: {exc}') from exc
+        segments = torch.as_tensor(np.asarray(segment_ids), device=self.device).long()
+        if segments.shape != (frame.num_points,):
+            raise ValueError(f'segment_scan returned {tuple(segments.shape)} ids for {frame.num_points} '
+                             f'points')
+        return segments
+
     def process(self, frame: Frame) -> Outputs:
-        """Run every stage on one frame (see the module docstring)."""
+        """Run every stage on one frame (see the module docstring).
+
+        With ``concurrent_teacher`` the 2D teacher runs in a worker thread while the label-independent 3D
+        work (segments, occupancy without obstacle classes, voxelization) runs here; ``timings_ms`` then
+        holds each stage's own duration, ``teacher_wait`` the time spent waiting for the teacher, and
+        ``total`` the wall-clock time of the call.
+        """
         cfg = self.config
+        wall = time.perf_counter()
         timer = _Timer(self.device)
         notes: list[str] = []
         if self.teacher is None:
@@ -241,6 +273,10 @@ class Pipeline:
         n = frame.num_points
         points = torch.as_tensor(frame.points, device=self.device)
         views = self._usable_views(frame, notes)
+        run_teacher = self.teacher is not None and bool(views) and n > 0
+        future = None
+        if run_teacher and cfg.concurrent_teacher:
+            future = self._executor().submit(self._dense_features, views)
 
         # projection + visibility
         models = [v.model for v in views]
@@ -250,16 +286,30 @@ class Pipeline:
         visible = visible_mask(proj, [v.image for v in views], self.visibility) if views else proj.in_image
         timer.lap('visibility')
 
+        # label-independent 3D work (overlaps the teacher when it runs concurrently)
+        segments = self._segments(frame)
+        timer.lap('instances')
+        obstacle_labels = bool(cfg.grids.obstacle_classes) and self.text_embeddings is not None
+        occupancy = None
+        if cfg.grids.occupancy and not obstacle_labels:
+            occupancy = self._navigation_grid(points, torch.full((n,), UNKNOWN_LABEL, device=self.device))
+        timer.lap('occupancy')
+        vox = voxelize(points, self.voxel_grid) if cfg.grids.voxels else None
+        timer.lap('voxels')
+
         labels = torch.full((n,), UNKNOWN_LABEL, dtype=torch.int64, device=self.device)
         scores = torch.zeros(n, dtype=torch.float32, device=self.device)
         acc = FeatureAccumulator(n, self.device)
         fused_index = torch.zeros(0, dtype=torch.int64, device=self.device)
         fused = torch.zeros(0, 0, device=self.device)
-        if self.teacher is not None and views and n:
-            maps = self.teacher.dense_features(views)
-            if len(maps) != len(views):
-                raise ValueError(f'teacher returned {len(maps)} feature maps for {len(views)} views')
-            timer.lap('teacher')
+        if run_teacher:
+            if future is not None:
+                maps, teacher_ms = future.result()
+                timer.lap('teacher_wait')
+            else:
+                maps, teacher_ms = self._dense_features(views)
+                timer.lap('teacher_wait')
+            timer.times['teacher'] = teacher_ms
             for m, fmap in enumerate(maps):
                 idx = torch.nonzero(visible[m]).reshape(-1)
                 if idx.numel() == 0:
@@ -279,15 +329,6 @@ class Pipeline:
                 acc.count += visible[m].int()
         seen = acc.seen
 
-        # class-agnostic instances, optional voting
-        from perception_nodes.teacher.instances import segment_scan
-        try:
-            segment_ids = segment_scan(frame.points, **cfg.fusion.segment_options)
-        except TypeError as exc:
-            raise ValueError(f'fusion.segment_options: {exc}') from exc
-        segments = torch.as_tensor(np.asarray(segment_ids), device=self.device).long()
-        if segments.shape != (n,):
-            raise ValueError(f'segment_scan returned {tuple(segments.shape)} ids for {n} points')
         if cfg.fusion.instance_voting and self.text_embeddings is not None:
             features = (fused_index, fused) if cfg.fusion.voting == 'mean_feature' else None
             labels, scores = vote_segments(segments, labels, scores, len(self.class_names), cfg.fusion.voting,
@@ -296,15 +337,14 @@ class Pipeline:
         instances = torch.where(segments >= 0, segments + 1, torch.zeros_like(segments))
         timer.lap('instances')
 
-        occupancy = None
-        if cfg.grids.occupancy:
+        if cfg.grids.occupancy and obstacle_labels:
             occupancy = self._navigation_grid(points, labels)
+        if occupancy is not None:
             occupancy.frame_id = occupancy.frame_id or frame.frame_id
         timer.lap('occupancy')
 
         voxels = None
-        if cfg.grids.voxels:
-            vox = voxelize(points, self.voxel_grid)
+        if vox is not None:
             known = (labels != UNKNOWN_LABEL) & (vox.point_to_voxel >= 0)
             vox_labels = majority_label(vox.point_to_voxel[known], labels[known], vox.num_voxels)
             vox_labels = torch.where(vox_labels < 0, torch.full_like(vox_labels, UNKNOWN_LABEL), vox_labels)
@@ -335,9 +375,20 @@ class Pipeline:
             emb[fused_index] = fused
             embeddings = emb.cpu().numpy()
         timings = dict(timer.times)
-        timings['total'] = float(sum(timings.values()))
+        timings['total'] = (time.perf_counter() - wall) * 1e3
         return Outputs(stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, points=frame.points,
                        intensity=frame.intensity, labels=labels_np, scores=scores.cpu().numpy(),
                        instances=instances.cpu().numpy().astype(np.uint32), class_names=self.class_names,
                        embeddings=embeddings, visible=seen.cpu().numpy(), occupancy=occupancy, voxels=voxels,
                        overlays=overlays, timings_ms=timings, notes=notes)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='ovp-teacher')
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the teacher worker thread (also done at interpreter exit)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None

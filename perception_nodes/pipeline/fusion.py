@@ -21,34 +21,30 @@ VOTING_MODES = ('majority', 'mean_feature')
 
 
 class FeatureAccumulator:
-    """Running sum of unit features per point over camera views; only points seen by a view are touched.
+    """Per-point sum of unit features over camera views; only points seen by some view cost memory.
 
-    Memory is (number of points seen so far, C), allocated lazily for the points that any view sees:
-    a 120k-point sweep of which 20k fall in the camera costs 20k x C floats, not 120k x C.
+    Views are kept as (point index, features) pairs and reduced once in :meth:`fused` into an
+    (n_seen, C) array: a 120k-point sweep of which 20k fall in the camera costs 20k x C floats, not 120k x C.
     """
 
     def __init__(self, num_points: int, device: torch.device | str = 'cpu') -> None:
         self.num_points = int(num_points)
         self.device = torch.device(device)
         self.count = torch.zeros(self.num_points, dtype=torch.int32, device=self.device)
-        self._sum: torch.Tensor | None = None   # (N, C), allocated on the first add
+        self._views: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def add(self, point_index: torch.Tensor, features: torch.Tensor) -> None:
-        """Add the (n, C) features of the points ``point_index`` (n,) as seen by one view."""
+        """Add the (n, C) features of the points ``point_index`` (n,), distinct, as seen by one view."""
         point_index = point_index.to(self.device).long().reshape(-1)
         if features.ndim != 2 or features.shape[0] != point_index.numel():
             raise ValueError(
                 f'features must be (n, C) with n={point_index.numel()}, got {tuple(features.shape)}')
+        if self._views and self._views[0][1].shape[1] != features.shape[1]:
+            width = self._views[0][1].shape[1]
+            raise ValueError(f'feature width {features.shape[1]} differs from earlier views ({width})')
         if point_index.numel() == 0:
             return
-        features = features.to(self.device, torch.float32)
-        if self._sum is None:
-            self._sum = torch.zeros(self.num_points, features.shape[1], dtype=torch.float32,
-                                    device=self.device)
-        elif self._sum.shape[1] != features.shape[1]:
-            raise ValueError(
-                f'feature width {features.shape[1]} differs from earlier views ({self._sum.shape[1]})')
-        self._sum.index_add_(0, point_index, features)
+        self._views.append((point_index, features.to(self.device, torch.float32)))
         self.count.index_add_(0, point_index, torch.ones_like(point_index, dtype=torch.int32))
 
     @property
@@ -57,11 +53,21 @@ class FeatureAccumulator:
         return self.count > 0
 
     def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(seen_index (n,), features (n, C)): renormalised mean feature of every seen point."""
+        """(seen_index (n,) ascending, features (n, C)): renormalised mean feature of every seen point."""
         index = torch.nonzero(self.seen).reshape(-1)
-        if self._sum is None:
+        if not self._views:
             return index, torch.zeros(0, 0, device=self.device)
-        mean = self._sum[index] / self.count[index].unsqueeze(1).float()
+        if len(self._views) == 1:                       # one view: no reduction needed
+            idx, feats = self._views[0]
+            order = torch.argsort(idx)
+            return idx[order], torch.nn.functional.normalize(feats[order], dim=1)
+        pos = torch.full((self.num_points,), -1, dtype=torch.long, device=self.device)
+        pos[index] = torch.arange(index.numel(), device=self.device)
+        width = self._views[0][1].shape[1]
+        total = torch.zeros(index.numel(), width, dtype=torch.float32, device=self.device)
+        for idx, feats in self._views:
+            total.index_add_(0, pos[idx], feats)
+        mean = total / self.count[index].unsqueeze(1).float()
         return index, torch.nn.functional.normalize(mean, dim=1)
 
 

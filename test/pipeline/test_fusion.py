@@ -36,6 +36,18 @@ def test_accumulator_matches_per_point_mean_of_visible_views():
     np.testing.assert_allclose(np.linalg.norm(fused.numpy(), axis=1), 1.0, atol=1e-6)
 
 
+def test_accumulator_single_view_any_order():
+    rng = np.random.default_rng(4)
+    idx = rng.permutation(50)[:20]
+    feats = rng.normal(size=(20, 5)).astype(np.float32)
+    acc = FeatureAccumulator(50)
+    acc.add(torch.from_numpy(idx), torch.from_numpy(feats))
+    index, fused = acc.fused()
+    order = np.argsort(idx)
+    assert np.array_equal(index.numpy(), idx[order])
+    np.testing.assert_allclose(fused.numpy(), _unit(feats[order]), atol=1e-6)
+
+
 def test_accumulator_rejects_mismatched_features():
     acc = FeatureAccumulator(5)
     acc.add(torch.tensor([0, 1]), torch.ones(2, 4))
