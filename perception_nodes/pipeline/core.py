@@ -126,6 +126,8 @@ class Pipeline:
                        embeddings: torch.Tensor | None = None) -> None:
         """Change the classes (live). Text embeddings come from the cache (only new classes are encoded).
 
+        ``templates`` None: the configured ones (``vocabulary.templates``).
+
         ``embeddings`` (K, C) replaces the CLIP text encoder (oracle teachers, precomputed vocabularies).
         """
         vocab = load_vocabulary(vocabulary)
@@ -136,7 +138,8 @@ class Pipeline:
                                  f'got {tuple(emb.shape)}')
             emb = F.normalize(emb.to(self.device), dim=1)
         elif self._embedder is not None:
-            emb = self._embedder.embed(vocab, load_templates(templates)).to(self.device).float()
+            temps = load_templates(self.config.vocabulary.templates if templates is None else templates)
+            emb = self._embedder.embed(vocab, temps).to(self.device).float()
         elif self.teacher is None:
             emb = None                                      # geometry only: names for the legend
         else:

@@ -230,6 +230,11 @@ def test_tiny_random_clip_is_flagged_and_queries_work(tmp_path):
                      'fusion.keep_embeddings': True})
     p = Pipeline(cfg)
     assert not p.meaningful
+    assert p._embedder.encoded_classes == 3
+    p.set_vocabulary('road,car,bus')                  # live change: only 'bus' is encoded
+    assert p._embedder.encoded_classes == 4 and p.class_names == ['road', 'car', 'bus']
+    p.set_vocabulary('road,car,tree')
+    assert p._embedder.encoded_classes == 4
     out = p.process(_frame())
     assert any('randomly initialised CLIP' in n and 'NO meaning' in n for n in out.notes)
     assert out.embeddings.shape == (len(out.points), 32)
