@@ -5,7 +5,18 @@ dropped, so the graph never depends on data-dependent shapes (exports to ONNX Sc
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass
+class Samples:
+    """What a backbone hands the dense-grid heads: positions (M, 3), features (M, F), validity (M,)."""
+
+    xyz: torch.Tensor
+    features: torch.Tensor
+    valid: torch.Tensor
 
 
 def scatter_mean(features: torch.Tensor, cell: torch.Tensor, valid: torch.Tensor,

@@ -40,7 +40,7 @@ class Student(nn.Module):
             from perception_nodes.student.sparse_unet import SparseBackbone  # spconv only when needed
             self.backbone = SparseBackbone(config)
         self.language = PointLanguageHead(config.point_width, config)
-        self.voxel_heads = VoxelHeads(config.point_width, config)
+        self.voxel_heads = VoxelHeads(self.backbone.sample_width, config)
         self.register_buffer('_columns', torch.tensor([FEATURE_COLUMNS[f] for f in config.input_features]),
                              persistent=False)
         scale = [1.0 / POSITION_SCALE if f in ('x', 'y', 'z') else 1.0 for f in config.input_features]
@@ -61,9 +61,10 @@ class Student(nn.Module):
         used = torch.where(valid.unsqueeze(1), used, torch.zeros_like(used))
         xyz = used[:, :3]
         inputs = used.index_select(1, self._columns) * self._scale
-        feats = self.backbone(inputs, xyz, valid)
+        feats, samples = self.backbone(inputs, xyz, valid)
         emb = self.language(feats)      # rows of invalid points are meaningless: use ``valid``
-        occupancy, vox = self.voxel_heads(xyz, feats, valid, with_language=voxel_features)
+        occupancy, vox = self.voxel_heads(samples.xyz, samples.features, samples.valid,
+                                          with_language=voxel_features)
         return StudentOutput(point_embeddings=emb, occupancy_logits=occupancy, voxel_features=vox,
                              valid=valid)
 

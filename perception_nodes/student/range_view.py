@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from perception_nodes.student.config import StudentConfig
-from perception_nodes.student.devoxelize import gather_cells, scatter_mean
+from perception_nodes.student.devoxelize import Samples, gather_cells, scatter_mean
 
 POSITION_SCALE = 50.0   # metres -> O(1) network inputs
 
@@ -79,16 +79,25 @@ class RangeBackbone(nn.Module):
                           if config.point_branch else None)
         fused = w0 + (config.point_width if config.point_branch else 0)
         self.out = nn.Sequential(nn.Linear(fused, config.point_width), nn.ReLU(inplace=True))
+        self.sample_width = w0
+        self.xyz_columns = [config.input_features.index(a) for a in ('x', 'y', 'z')]
 
-    def forward(self, inputs: torch.Tensor, xyz: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, xyz: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, Samples]:
+        """Point features (N, point_width) and the pixels as samples for the voxel heads: each
+        occupied pixel at the mean position of its points, with its U-Net feature (4-8x fewer
+        samples than points, so the dense-grid scatter is cheap)."""
         c = self.config
         cell, rng = spherical_cells(xyz, c.range_height, c.range_width, c.fov_up_deg, c.fov_down_deg)
         point_in = torch.cat([inputs, (rng / POSITION_SCALE).unsqueeze(1)], dim=1)
         mean, count = scatter_mean(point_in, cell, valid, c.range_height * c.range_width)
-        image = torch.cat([mean, (count > 0).to(mean.dtype).unsqueeze(1)], dim=1)
+        occupied = count > 0
+        image = torch.cat([mean, occupied.to(mean.dtype).unsqueeze(1)], dim=1)
         image = image.T.reshape(1, -1, c.range_height, c.range_width)
         pixel = self.unet(image).reshape(c.widths[0], -1).T               # (H*W, w0)
         feats = gather_cells(pixel, cell, valid)
         if self.point_mlp is not None:
             feats = torch.cat([feats, self.point_mlp(point_in)], dim=1)
-        return self.out(feats) * valid.to(feats.dtype).unsqueeze(1)
+        point = self.out(feats) * valid.to(feats.dtype).unsqueeze(1)
+        pixel_xyz = mean[:, self.xyz_columns] * POSITION_SCALE       # inputs hold xyz / POSITION_SCALE
+        return point, Samples(xyz=pixel_xyz, features=pixel, valid=occupied)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from perception_nodes.student.config import StudentConfig
-from perception_nodes.student.devoxelize import scatter_mean
+from perception_nodes.student.devoxelize import Samples, scatter_mean
 from perception_nodes.student.spconv_compat import spconv
 
 
@@ -48,8 +48,15 @@ class SparseBackbone(nn.Module):
                           if config.point_branch else None)
         fused = widths[0] + (config.point_width if config.point_branch else 0)
         self.out = nn.Sequential(nn.Linear(fused, config.point_width), nn.ReLU(inplace=True))
+        self.sample_width = config.point_width
 
-    def forward(self, inputs: torch.Tensor, xyz: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor, xyz: torch.Tensor,
+                valid: torch.Tensor) -> tuple[torch.Tensor, Samples]:
+        """Point features (N, point_width); the points themselves are the voxel heads' samples."""
+        point = self._points(inputs, xyz, valid)
+        return point, Samples(xyz=xyz, features=point, valid=valid)
+
+    def _points(self, inputs: torch.Tensor, xyz: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         out = inputs.new_zeros(len(inputs), self.config.point_width)
         keep = torch.nonzero(valid).squeeze(1)
         if len(keep) == 0:

@@ -19,11 +19,14 @@ def test_round_trip_reproduces_outputs(tiny, tmp_path, arch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ['ckpt.safetensors', 'ckpt.yaml']  # no temp files
     loaded, config = load_checkpoint(tmp_path / 'ckpt')
     assert config == model.config and config.vocabulary['name'] == 'sim'
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, loaded.state_dict()[key]), key
     points = torch.from_numpy(tiny.scan(800))
     with torch.no_grad():
         a, b = model(points), loaded(points)
-    torch.testing.assert_close(a.point_embeddings, b.point_embeddings, rtol=0, atol=0)
-    torch.testing.assert_close(a.occupancy_logits, b.occupancy_logits, rtol=0, atol=0)
+    # spconv's CPU gather-scatter may sum in a different order between calls: rounding only.
+    torch.testing.assert_close(a.point_embeddings, b.point_embeddings, rtol=0, atol=1e-5)
+    torch.testing.assert_close(a.occupancy_logits, b.occupancy_logits, rtol=0, atol=1e-5)
 
 
 def test_path_forms(tmp_path):
