@@ -43,6 +43,12 @@ NO_TEACHER_NOTE = ('no 2D teacher (teacher.kind=none): geometry only; every labe
                    '(visibility, instances and grids are real)')
 
 
+def _timed(fn, *args) -> tuple[Any, float]:
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, (time.perf_counter() - start) * 1e3
+
+
 class _Timer:
     def __init__(self, device: torch.device) -> None:
         self.device = device
@@ -257,9 +263,9 @@ class Pipeline:
     def process(self, frame: Frame) -> Outputs:
         """Run every stage on one frame (see the module docstring).
 
-        With ``concurrent_teacher`` the 2D teacher runs in a worker thread while the label-independent 3D
-        work (segments, occupancy without obstacle classes, voxelization) runs here; ``timings_ms`` then
-        holds each stage's own duration, ``teacher_wait`` the time spent waiting for the teacher, and
+        With ``concurrent_teacher`` the 2D teacher and the occupancy grid (when it needs no labels) run in
+        worker threads while projection, visibility, segments and voxelization run here; ``timings_ms``
+        then holds each stage's own duration, ``teacher_wait`` the time spent waiting for the workers, and
         ``total`` the wall-clock time of the call.
         """
         cfg = self.config
@@ -277,9 +283,13 @@ class Pipeline:
         points = torch.as_tensor(frame.points, device=self.device)
         views = self._usable_views(frame, notes)
         run_teacher = self.teacher is not None and bool(views) and n > 0
-        future = None
+        future = occupancy_future = None
+        obstacle_labels = bool(cfg.grids.obstacle_classes) and self.text_embeddings is not None
         if run_teacher and cfg.concurrent_teacher:
             future = self._executor().submit(self._dense_features, views)
+            if cfg.grids.occupancy and not obstacle_labels:     # the grid needs no labels: overlap it too
+                no_labels = torch.full((n,), UNKNOWN_LABEL, device=self.device)
+                occupancy_future = self._executor().submit(_timed, self._navigation_grid, points, no_labels)
 
         # projection + visibility
         models = [v.model for v in views]
@@ -292,11 +302,10 @@ class Pipeline:
         # label-independent 3D work (overlaps the teacher when it runs concurrently)
         segments = self._segments(frame)
         timer.lap('instances')
-        obstacle_labels = bool(cfg.grids.obstacle_classes) and self.text_embeddings is not None
         occupancy = None
-        if cfg.grids.occupancy and not obstacle_labels:
+        if cfg.grids.occupancy and not obstacle_labels and occupancy_future is None:
             occupancy = self._navigation_grid(points, torch.full((n,), UNKNOWN_LABEL, device=self.device))
-        timer.lap('occupancy')
+            timer.lap('occupancy')
         vox = voxelize(points, self.voxel_grid) if cfg.grids.voxels else None
         timer.lap('voxels')
 
@@ -308,6 +317,8 @@ class Pipeline:
         if run_teacher:
             if future is not None:
                 maps, teacher_ms = future.result()
+                if occupancy_future is not None:
+                    occupancy, timer.times['occupancy'] = occupancy_future.result()
                 timer.lap('teacher_wait')
             else:
                 maps, teacher_ms = self._dense_features(views)
@@ -387,7 +398,7 @@ class Pipeline:
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix='ovp-teacher')
+            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix='ovp-worker')
         return self._pool
 
     def close(self) -> None:
