@@ -48,6 +48,7 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
     """Build a serialized TensorRT engine from ``onnx_path`` and write it (with sidecar) atomically."""
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
+    trt.init_libnvinfer_plugins(logger, '')      # ScatterElements(reduction=add) is a shipped plugin
     builder = trt.Builder(logger)
     network = builder.create_network(0)          # TensorRT 10: explicit batch is the only mode
     parser = trt.OnnxParser(network, logger)
@@ -93,6 +94,7 @@ class TensorRTBackend(StudentBackend):
         student, count, projection = read_onnx_metadata(onnx_path)
         self.device = torch.device(config.device if config.device.startswith('cuda') else 'cuda')
         self.logger = trt.Logger(trt.Logger.WARNING)
+        trt.init_libnvinfer_plugins(self.logger, '')
         self.runtime = trt.Runtime(self.logger)
         self.engine = self.runtime.deserialize_cuda_engine(Path(engine_path).read_bytes())
         if self.engine is None:
