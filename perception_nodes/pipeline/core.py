@@ -329,13 +329,14 @@ class Pipeline:
                 if idx.numel() == 0:
                     continue
                 feats = sample_features(fmap.to(self.device), proj.uv[m, idx], proj.image_sizes[m],
-                                        cfg.teacher.sampling)
-                acc.add(idx, F.normalize(feats.float(), dim=1))
+                                        cfg.teacher.sampling).float()
+                feats = feats.div_(feats.norm(dim=1, keepdim=True).clamp_min_(1e-12))   # in place: no copy
+                acc.add(idx, feats, unit=True)
             timer.lap('sampling')
             fused_index, fused = acc.fused()
             if fused_index.numel():
                 result = classify(fused, self.text_embeddings, cfg.fusion.logit_scale,
-                                  cfg.fusion.unknown_threshold)
+                                  cfg.fusion.unknown_threshold, normalized=True)
                 labels[fused_index], scores[fused_index] = result.labels, result.scores
             timer.lap('fusion')
         else:

@@ -32,9 +32,13 @@ class FeatureAccumulator:
         self.device = torch.device(device)
         self.count = torch.zeros(self.num_points, dtype=torch.int32, device=self.device)
         self._views: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._unit = True
 
-    def add(self, point_index: torch.Tensor, features: torch.Tensor) -> None:
-        """Add the (n, C) features of the points ``point_index`` (n,), distinct, as seen by one view."""
+    def add(self, point_index: torch.Tensor, features: torch.Tensor, unit: bool = False) -> None:
+        """Add the (n, C) features of the points ``point_index`` (n,), distinct, as seen by one view.
+
+        ``unit``: the rows are already unit vectors (lets a single view skip the renormalisation copy).
+        """
         point_index = point_index.to(self.device).long().reshape(-1)
         if features.ndim != 2 or features.shape[0] != point_index.numel():
             raise ValueError(
@@ -45,6 +49,7 @@ class FeatureAccumulator:
         if point_index.numel() == 0:
             return
         self._views.append((point_index, features.to(self.device, torch.float32)))
+        self._unit = self._unit and unit
         self.count.index_add_(0, point_index, torch.ones_like(point_index, dtype=torch.int32))
 
     @property
@@ -53,14 +58,16 @@ class FeatureAccumulator:
         return self.count > 0
 
     def fused(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(seen_index (n,) ascending, features (n, C)): renormalised mean feature of every seen point."""
+        """(seen_index (n,), features (n, C)): renormalised mean feature of every seen point.
+
+        The index is ascending, except for a single view, whose own point order is kept (no copy).
+        """
+        if len(self._views) == 1:                       # one view: no reduction needed
+            idx, feats = self._views[0]
+            return idx, feats if self._unit else torch.nn.functional.normalize(feats, dim=1)
         index = torch.nonzero(self.seen).reshape(-1)
         if not self._views:
             return index, torch.zeros(0, 0, device=self.device)
-        if len(self._views) == 1:                       # one view: no reduction needed
-            idx, feats = self._views[0]
-            order = torch.argsort(idx)
-            return idx[order], torch.nn.functional.normalize(feats[order], dim=1)
         pos = torch.full((self.num_points,), -1, dtype=torch.long, device=self.device)
         pos[index] = torch.arange(index.numel(), device=self.device)
         width = self._views[0][1].shape[1]
@@ -79,10 +86,11 @@ class Classification:
 
 
 def classify(features: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: float = 100.0,
-             unknown_threshold: float = 0.0) -> Classification:
+             unknown_threshold: float = 0.0, normalized: bool = False) -> Classification:
     """Softmax over scaled cosine similarities, ``p = softmax(s · f·t_k / (|f||t_k|))`` (Affinity3D Eq. 3).
 
     A point whose winning probability is below ``unknown_threshold`` is labelled UNKNOWN_LABEL.
+    ``normalized``: ``features`` rows are already unit vectors (skips a copy).
     """
     if text_embeddings.ndim != 2 or text_embeddings.shape[0] == 0:
         raise ValueError('the vocabulary is empty: no class text embeddings to classify against')
@@ -94,7 +102,7 @@ def classify(features: torch.Tensor, text_embeddings: torch.Tensor, logit_scale:
         empty = torch.zeros(0, dtype=torch.int64, device=features.device)
         return Classification(empty, torch.zeros(0, device=features.device),
                               torch.zeros(0, k, device=features.device))
-    f = torch.nn.functional.normalize(features.float(), dim=1)
+    f = features.float() if normalized else torch.nn.functional.normalize(features.float(), dim=1)
     t = torch.nn.functional.normalize(text_embeddings.to(f.device, torch.float32), dim=1)
     probs = torch.softmax(float(logit_scale) * (f @ t.T), dim=1)
     scores, labels = probs.max(dim=1)

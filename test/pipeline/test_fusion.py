@@ -43,9 +43,12 @@ def test_accumulator_single_view_any_order():
     acc = FeatureAccumulator(50)
     acc.add(torch.from_numpy(idx), torch.from_numpy(feats))
     index, fused = acc.fused()
-    order = np.argsort(idx)
-    assert np.array_equal(index.numpy(), idx[order])
-    np.testing.assert_allclose(fused.numpy(), _unit(feats[order]), atol=1e-6)
+    assert np.array_equal(index.numpy(), idx)                  # a single view keeps its own order
+    np.testing.assert_allclose(fused.numpy(), _unit(feats), atol=1e-6)
+    unit = torch.from_numpy(_unit(feats))
+    acc = FeatureAccumulator(50)
+    acc.add(torch.from_numpy(idx), unit, unit=True)
+    assert acc.fused()[1] is unit                              # already unit: returned without a copy
 
 
 def test_accumulator_rejects_mismatched_features():
@@ -68,6 +71,8 @@ def test_classify_matches_softmax_reference():
     t = rng.normal(size=(4, 8)).astype(np.float32)
     scale, thr = 10.0, 0.6
     out = classify(torch.from_numpy(f), torch.from_numpy(t), scale, thr)
+    pre = classify(torch.from_numpy(_unit(f)), torch.from_numpy(t), scale, thr, normalized=True)
+    assert torch.equal(pre.labels, out.labels) and torch.allclose(pre.probs, out.probs, atol=1e-6)
     for i in range(len(f)):
         cos = [float(f[i] @ t[k] / np.linalg.norm(f[i]) / np.linalg.norm(t[k])) for k in range(4)]
         e = [math.exp(scale * x) for x in cos]
