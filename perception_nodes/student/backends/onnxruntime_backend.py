@@ -43,6 +43,9 @@ class OnnxRuntimeBackend(StudentBackend):
         options = ort.SessionOptions()
         if config.threads:
             options.intra_op_num_threads = config.threads
+        # Idle intra-op threads sleep instead of spinning: on a robot's shared CPU (and the 2-core test
+        # machine) spinning threads steal the cores the other nodes need; measured ~20% faster here.
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         providers = resolve_providers(config, ort.get_available_providers())
         self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.outputs = [o.name for o in self.session.get_outputs()]
