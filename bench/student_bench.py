@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,7 @@ def run_case(name: str, points: int, repeats: int, threads: int) -> dict:
         res = backend.infer(scan)
         total.append(time.perf_counter() - t)
         model.append(res.timings['inference_s'])
+    shutil.rmtree(work, ignore_errors=True)
     ms = (lambda xs, q: round(float(np.percentile(xs, q)) * 1000, 1))
     return {'case': name, 'threads': threads, 'backend': backend.name, 'arch': config.arch,
             'embed_dim_out': config.out_dim,
