@@ -248,7 +248,10 @@ def load_config(path: str | os.PathLike | None = None) -> PipelineConfig:
 
 
 def with_overrides(config: PipelineConfig, overrides: dict[str, Any]) -> PipelineConfig:
-    """A copy of ``config`` with dotted keys replaced (``{'teacher.clip_model': 'ovp-tiny'}``); None skips."""
+    """Return a copy of ``config`` with dotted keys replaced.
+
+    E.g. ``{'teacher.clip_model': 'ovp-tiny'}``; None skips.
+    """
     data = config_to_dict(config)
     for key, value in overrides.items():
         if value is None:

@@ -39,7 +39,7 @@ def label_colors(labels: np.ndarray, palette: np.ndarray,
 
 def draw_points(image: np.ndarray, uv: np.ndarray, colors: np.ndarray, depth: np.ndarray | None = None,
                 radius: int = 2) -> np.ndarray:
-    """A copy of the (H, W, 3) uint8 image with a filled square of side ``2 radius + 1`` at each (u, v).
+    """Draw a filled square of side ``2 radius + 1`` at each (u, v) on a copy of the (H, W, 3) uint8 image.
 
     Far points are drawn first so near ones stay on top (painter's order by ``depth``).
     Points outside the image are ignored.
@@ -117,7 +117,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
 
 def save_legend(path: str | os.PathLike, class_names: Sequence[str], palette: np.ndarray,
                 title: str = '', unknown_color: Sequence[int] = UNKNOWN_COLOR) -> Path:
-    """A PNG legend: one colour swatch per class (plus "unknown"), atomically written."""
+    """Write a PNG legend: one colour swatch per class (plus "unknown"), atomically written."""
     import matplotlib
     matplotlib.use('Agg', force=False)
     from matplotlib.figure import Figure

@@ -130,7 +130,7 @@ def distinct_colors(n: int) -> list[tuple[int, int, int]]:
 
 
 def config_dir() -> Path:
-    """The package's config/ folder: source checkout, then ament share/, then <prefix>/share."""
+    """Return the package's config/ folder: source checkout, then ament share/, then <prefix>/share."""
     candidates = [Path(__file__).resolve().parents[1] / 'config']
     try:
         from ament_index_python.packages import get_package_share_directory
@@ -168,14 +168,14 @@ def _classes_from_yaml(data: object, source: str) -> Vocabulary:
 
 
 def vocabulary_from_names(names: Iterable[str], name: str = 'custom') -> Vocabulary:
-    """A vocabulary typed by a user: each name is its own phrase; deterministic distinct colours."""
+    """Build a vocabulary typed by a user: each name is its own phrase; deterministic distinct colours."""
     names = [str(n).strip() for n in names if str(n).strip()]
     colors = distinct_colors(len(names))
     return Vocabulary(name=name, classes=[VocabClass(n, [n], c) for n, c in zip(names, colors)])
 
 
 def load_vocabulary(source: str | Path | Sequence[str] | Vocabulary) -> Vocabulary:
-    """A built-in vocabulary name, a YAML path, a comma-separated string or a list of class names."""
+    """Load a built-in vocabulary name, a YAML path, a comma-separated string or a list of class names."""
     if isinstance(source, Vocabulary):
         return source
     if isinstance(source, (list, tuple)):

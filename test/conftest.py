@@ -29,5 +29,5 @@ def kitti_object_dir() -> Path:
 
 @pytest.fixture(scope='session')
 def semantic_kitti_dir() -> Path:
-    """SemanticKITTI sequence 00, scans 0-2 with ground-truth labels (no images)."""
+    """Provide SemanticKITTI sequence 00, scans 0-2 with ground-truth labels (no images)."""
     return _require('semantickitti_seq00')

@@ -24,7 +24,7 @@ def _size(n: int) -> str:
 
 
 def format_summary(summary) -> str:
-    """The human-readable table ``ovp bag-info`` prints."""
+    """Format the human-readable table ``ovp bag-info`` prints."""
     start = f'{summary.start_ns / 1e9:.9f} s' if summary.start_ns is not None else '-'
     lines = [f'bag:       {summary.path}',
              f'storage:   {summary.storage} ({_size(summary.size_bytes)})',

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by replay and demo."""
+    """Add the flags shared by replay and demo."""
     parser.add_argument('--config', help='pipeline YAML (default: config/pipeline.yaml defaults)')
     parser.add_argument('--clip-model',
                         help='open_clip model name, e.g. ViT-B-32 (ovp-tiny: tiny random model)')
@@ -43,7 +43,7 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """The config file (or defaults) with the flags that were given applied on top."""
+    """Return the config file (or defaults) with the flags that were given applied on top."""
     from perception_nodes.config import CLI_KEYS, load_config, with_overrides
     try:
         config = load_config(args.config) if getattr(args, 'config', None) else load_config(None)
@@ -55,7 +55,7 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def build_pipeline(config: Any) -> Any:
-    """A Pipeline for ``config``; missing weights and bad vocabularies become CliErrors with the fix."""
+    """Build a Pipeline for ``config``; missing weights and bad vocabularies become CliErrors with the fix."""
     from perception_nodes.pipeline import Pipeline
     from perception_nodes.teacher.clip_models import WeightsUnavailableError
     try:

@@ -16,8 +16,12 @@ def _turbo(values: np.ndarray) -> np.ndarray:
 def depth_overlay(image_rgb: np.ndarray, uv: torch.Tensor, depth: torch.Tensor, in_image: torch.Tensor,
                   visible: torch.Tensor | None = None, max_depth: float = 50.0,
                   radius: int = 1) -> np.ndarray:
-    """(H, W, 3) uint8 RGB copy of ``image_rgb`` with in-image points drawn as ``(2 radius + 1)^2`` squares
-    coloured by depth (turbo: near blue, far red); points not ``visible`` are drawn as magenta crosses."""
+    """Draw points coloured by depth on a copy of ``image_rgb``.
+
+    Returns an (H, W, 3) uint8 RGB copy of ``image_rgb`` with in-image points drawn as ``(2 radius + 1)^2``
+    squares coloured by depth (turbo: near blue, far red); points not ``visible`` are drawn as magenta
+    crosses.
+    """
     import cv2
 
     out = np.ascontiguousarray(np.asarray(image_rgb, dtype=np.uint8).copy())

@@ -208,7 +208,7 @@ class NavGridSpec:
             raise ValueError(f'NavGridSpec.z_max ({self.z_max}) must exceed z_min ({self.z_min})')
 
     def grid(self, origin: torch.Tensor | np.ndarray | tuple) -> GridSpec:
-        """The one-layer 3D grid the rays are cast through."""
+        """Return the one-layer 3D grid the rays are cast through."""
         nx = int(round(self.size_xy[0] / self.resolution))
         ny = int(round(self.size_xy[1] / self.resolution))
         if self.origin_xy is None:

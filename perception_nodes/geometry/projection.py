@@ -81,7 +81,7 @@ def _rational_coeffs(cam: CameraModel) -> np.ndarray:
 
 
 def _distort_rational(x: torch.Tensor, y: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """OpenCV's projectPoints distortion; c is (M, 12) broadcast over the (M, N) x, y."""
+    """Apply OpenCV's projectPoints distortion; c is (M, 12) broadcast over the (M, N) x, y."""
     k1, k2, p1, p2, k3, k4, k5, k6, s1, s2, s3, s4 = (c[:, i:i + 1] for i in range(12))
     r2 = x * x + y * y
     r4 = r2 * r2
@@ -100,7 +100,7 @@ def _theta_d(theta: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
 
 def _distort_equidistant(x: torch.Tensor, y: torch.Tensor,
                          c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """OpenCV's fisheye (equidistant) model: theta_d = theta (1 + k1 theta^2 + ... + k4 theta^8)."""
+    """Apply OpenCV's fisheye (equidistant) model: theta_d = theta (1 + k1 theta^2 + ... + k4 theta^8)."""
     r = torch.sqrt(x * x + y * y)
     theta = torch.atan(r)
     scale = torch.where(r > 1e-12, _theta_d(theta, c) / r.clamp_min(1e-12), torch.ones_like(r))

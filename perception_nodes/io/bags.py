@@ -46,9 +46,12 @@ class BagMessage:
 
 
 class _SalvageMcapReader(McapReader):
-    """rosbags' MCAP reader for a file whose end (summary, footer) is missing, e.g. a recorder killed
-    mid-write: the data section is cut after its last complete record and read by rosbags' own
-    unindexed scan. ``truncated`` tells the caller to report the loss after reading."""
+    """Read an MCAP file whose end (summary, footer) is missing with rosbags' MCAP reader.
+
+    E.g. a recorder killed mid-write: the data section is cut after its last complete record and
+    read by rosbags' own unindexed scan. ``truncated`` tells the caller to report the loss after
+    reading.
+    """
 
     truncated = False
 
@@ -107,7 +110,7 @@ def _truncated(reader: AnyReader) -> bool:
 
 @contextmanager
 def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
-    """An open ``AnyReader`` for a ROS 2 bag folder, a single .mcap/.db3 file, or a ROS 1 .bag.
+    """Open an ``AnyReader`` for a ROS 2 bag folder, a single .mcap/.db3 file, or a ROS 1 .bag.
 
     An MCAP file without its end (truncated) is opened for salvage; ``is_truncated(reader)`` then
     says so, and :func:`iter_messages` raises BagError after the readable messages.
@@ -133,12 +136,12 @@ def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
 
 
 def is_truncated(reader: AnyReader) -> bool:
-    """True when ``reader`` (from :func:`open_bag`) is salvaging a truncated MCAP file."""
+    """Return True when ``reader`` (from :func:`open_bag`) is salvaging a truncated MCAP file."""
     return _truncated(reader)
 
 
 def bag_topics(reader: AnyReader) -> dict[str, str]:
-    """topic -> message type of an open reader."""
+    """Map each topic of an open reader to its message type."""
     return {name: info.msgtype or '?' for name, info in reader.topics.items()}
 
 
@@ -282,7 +285,9 @@ def bag_summary(path: str | os.PathLike, scan: bool = True) -> BagSummary:
 
 
 class BagWriter:
-    """Atomic ROS 2 bag writer (``storage`` 'mcap' (default) or 'sqlite3')::
+    """Atomic ROS 2 bag writer (``storage`` 'mcap' (default) or 'sqlite3').
+
+    Usage::
 
         with BagWriter('out_bag') as bag:
             bag.write('/points', 'sensor_msgs/msg/PointCloud2', msg, stamp_ns)

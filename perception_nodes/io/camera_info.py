@@ -43,7 +43,7 @@ def _matrix(msg: Any, name: str, size: int) -> np.ndarray:
 
 
 def camera_model_from_msg(msg: Any, frame_id: str | None = None) -> CameraModel:
-    """The camera model of a CameraInfo message; ``frame_id`` overrides ``msg.header.frame_id``."""
+    """Return the camera model of a CameraInfo message; ``frame_id`` overrides ``msg.header.frame_id``."""
     try:
         width, height = int(msg.width), int(msg.height)
         model = str(msg.distortion_model)
@@ -80,7 +80,10 @@ def camera_model_from_msg(msg: Any, frame_id: str | None = None) -> CameraModel:
 
 
 def camera_info_msg(model: CameraModel, stamp_ns: int, msgs: MessageTypes | None = None) -> Any:
-    """A sensor_msgs/CameraInfo for ``model`` ('none' is written as plumb_bob with zero coefficients)."""
+    """Build a sensor_msgs/CameraInfo for ``model``.
+
+    'none' is written as plumb_bob with zero coefficients.
+    """
     msgs = msgs or default_message_types()
     distortion, d = model.distortion_model, model.D
     if distortion == 'none':

@@ -40,7 +40,7 @@ MAX_WINDOW = 512          # hard cap on buffered images / infos per camera (garb
 
 
 def camera_info_topic(image_topic: str) -> str:
-    """The CameraInfo sibling of an image topic: /cam/image_raw[/compressed] -> /cam/camera_info."""
+    """Return the CameraInfo sibling of an image topic: /cam/image_raw[/compressed] -> /cam/camera_info."""
     topic = image_topic.rstrip('/')
     if topic.endswith('/compressed'):
         topic = topic[:-len('/compressed')]
@@ -100,8 +100,11 @@ class AssemblyStats:
         return asdict(self)
 
     def flat(self) -> dict[str, int]:
-        """One level of counts: clouds, frames, partial_frames, nonfinite_points, dropped/<reason>,
-        missing/<topic>: <reason>, malformed/<topic>."""
+        """Return one level of counts.
+
+        Keys: clouds, frames, partial_frames, nonfinite_points, dropped/<reason>,
+        missing/<topic>: <reason>, malformed/<topic>.
+        """
         out = {'clouds': self.clouds, 'frames': self.frames, 'partial_frames': self.partial_frames,
                'nonfinite_points': self.nonfinite_points}
         for name in ('dropped', 'missing', 'malformed'):
@@ -323,7 +326,7 @@ def resolve_config(bag_path: str | os.PathLike, config: FrameAssemblyConfig) -> 
 
 def iter_frames(bag_path: str | os.PathLike, config: FrameAssemblyConfig,
                 stats: AssemblyStats | MutableMapping[str, int] | None = None) -> Iterator[Frame]:
-    """Synchronized frames of a bag, in LiDAR message order (see the module docstring).
+    """Yield the synchronized frames of a bag, in LiDAR message order (see the module docstring).
 
     ``config.lidar_topic`` / ``config.camera_topics`` None: chosen by :func:`default_topics`.
     ``stats``: an :class:`AssemblyStats` filled in place, or a plain dict / Counter that receives
@@ -385,7 +388,7 @@ def _default_cameras(bag_path: str | os.PathLike, topics: dict[str, str]) -> lis
 
 
 def default_topics(bag_path: str | os.PathLike, **overrides: Any) -> FrameAssemblyConfig:
-    """A config with the bag's only PointCloud2 topic and one image topic per camera.
+    """Return a config with the bag's only PointCloud2 topic and one image topic per camera.
 
     Cameras are the image topics with a sibling camera_info topic; per camera a raw Image is preferred
     over its ``/compressed`` twin. Several clouds, or several raw images per camera: ValueError.

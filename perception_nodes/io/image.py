@@ -54,7 +54,7 @@ def _buffer(data: Any) -> np.ndarray:
 
 
 def image_to_array(msg: Any) -> np.ndarray:
-    """The pixels of a sensor_msgs/Image as ``(H, W, C)`` (or ``(H, W)`` for one channel), native order.
+    """Return the pixels of a sensor_msgs/Image as ``(H, W, C)`` (``(H, W)`` for one channel), native order.
 
     No colour conversion: channel order is that of the encoding. A view of ``msg.data`` when possible.
     """
@@ -86,7 +86,7 @@ def image_to_array(msg: Any) -> np.ndarray:
 
 
 def image_to_rgb(msg: Any) -> np.ndarray:
-    """A sensor_msgs/Image as RGB (see the module docstring for the shape/dtype per encoding)."""
+    """Convert a sensor_msgs/Image to RGB (see the module docstring for the shape/dtype per encoding)."""
     arr = image_to_array(msg)
     encoding = str(msg.encoding)
     if encoding in ('rgb8', 'rgb16'):
@@ -115,7 +115,7 @@ def _depth_header(data: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 
 def compressed_to_rgb(msg: Any) -> np.ndarray:
-    """A sensor_msgs/CompressedImage (jpeg / png, incl. ``compressedDepth``) decoded with OpenCV.
+    """Decode a sensor_msgs/CompressedImage (jpeg / png, incl. ``compressedDepth``) with OpenCV.
 
     Colour -> (H, W, 3) uint8 (or uint16) RGB; 8-bit grey -> RGB; 16-bit grey -> (H, W) uint16;
     ``32FC1; compressedDepth`` -> (H, W) float32 depth (inverse-depth quantisation undone, 0 -> NaN).
@@ -157,7 +157,7 @@ def decode_image(msg: Any) -> np.ndarray:
 
 def rgb_to_image_msg(rgb: np.ndarray, header: Any, msgs: MessageTypes | None = None,
                      encoding: str = 'rgb8') -> Any:
-    """A sensor_msgs/Image from an RGB (or single-channel) array, little-endian, unpadded rows.
+    """Build a sensor_msgs/Image from an RGB (or single-channel) array, little-endian, unpadded rows.
 
     ``rgb`` is (H, W, 3) RGB for rgb8/bgr8/rgba8/bgra8 (alpha = 255), (H, W) for mono8, mono16,
     16UC1, 32FC1 (also accepted: (H, W, 3) RGB for mono8, converted to grey).
@@ -193,7 +193,7 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Any, msgs: MessageTypes | None = N
 
 def rgb_to_compressed_msg(rgb: np.ndarray, header: Any, msgs: MessageTypes | None = None,
                           fmt: str = 'jpeg', quality: int = 90) -> Any:
-    """A sensor_msgs/CompressedImage (``fmt`` 'jpeg' or 'png') from an (H, W, 3) uint8 RGB array."""
+    """Build a sensor_msgs/CompressedImage (``fmt`` 'jpeg' or 'png') from an (H, W, 3) uint8 RGB array."""
     msgs = msgs or default_message_types()
     arr = np.asarray(rgb)
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:

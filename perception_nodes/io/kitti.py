@@ -79,7 +79,7 @@ def read_calib(path: str | os.PathLike) -> KittiCalib:
 
 
 def read_velodyne(path: str | os.PathLike) -> np.ndarray:
-    """A KITTI .bin scan as an (N, 4) float32 array (x, y, z, intensity)."""
+    """Read a KITTI .bin scan as an (N, 4) float32 array (x, y, z, intensity)."""
     raw = np.fromfile(path, dtype='<f4')
     if raw.size % 4:
         raise ValueError(f'{path}: {raw.size * 4} bytes is not a whole number of 16-byte points')
@@ -88,7 +88,7 @@ def read_velodyne(path: str | os.PathLike) -> np.ndarray:
 
 def read_semantic_labels(path: str | os.PathLike,
                          num_points: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """SemanticKITTI .label: (semantic id = low 16 bits, instance id = high 16 bits)."""
+    """Read a SemanticKITTI .label: (semantic id = low 16 bits, instance id = high 16 bits)."""
     raw = np.fromfile(path, dtype='<u4')
     if num_points is not None and raw.size != num_points:
         raise ValueError(f'{path}: {raw.size} labels for {num_points} points')

@@ -36,7 +36,7 @@ class MessageTypes(Protocol):
     """Builds ROS messages by type name, e.g. ``new('std_msgs/msg/Header', frame_id='map')``."""
 
     def new(self, msgtype: str, **fields: Any) -> Any:
-        """A message of ``msgtype``; fields not given take their type defaults."""
+        """Build a message of ``msgtype``; fields not given take their type defaults."""
         ...
 
 
@@ -137,5 +137,5 @@ def _base_default(typename: str) -> Any:
 
 @functools.lru_cache(maxsize=1)
 def default_message_types() -> RosbagsMessageTypes:
-    """The shared ROS 2 Humble :class:`RosbagsMessageTypes` (cached)."""
+    """Return the shared ROS 2 Humble :class:`RosbagsMessageTypes` (cached)."""
     return RosbagsMessageTypes(Stores.ROS2_HUMBLE)

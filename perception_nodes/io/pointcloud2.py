@@ -46,7 +46,7 @@ _POINTCLOUD2 = 'sensor_msgs/msg/PointCloud2'
 
 def point_field(name: str, offset: int, datatype: int, count: int = 1,
                 msgs: MessageTypes | None = None) -> Any:
-    """A ``sensor_msgs/msg/PointField``."""
+    """Build a ``sensor_msgs/msg/PointField``."""
     return (msgs or default_message_types()).new('sensor_msgs/msg/PointField', name=name, offset=offset,
                                                  datatype=datatype, count=count)
 
@@ -70,7 +70,7 @@ def _field_tuple(field: Any, index: int) -> tuple[str, int, int, int]:
 
 
 def _layout(fields: Iterable[Any], point_step: int | None) -> tuple[list[tuple[str, int, int, int]], int]:
-    """Validated (name, offset, datatype, count) tuples and the point size."""
+    """Validate the fields; return (name, offset, datatype, count) tuples and the point size."""
     out: list[tuple[str, int, int, int]] = []
     total = 0
     for i, field in enumerate(fields):
@@ -101,7 +101,7 @@ def _layout(fields: Iterable[Any], point_step: int | None) -> tuple[list[tuple[s
 
 def dtype_from_fields(fields: Iterable[Any], point_step: int | None = None,
                       is_bigendian: bool = False) -> np.dtype:
-    """The numpy structured dtype of one point (``itemsize == point_step`` when given).
+    """Return the numpy structured dtype of one point (``itemsize == point_step`` when given).
 
     ``fields`` are PointField messages (any implementation) or ``(name, offset, datatype[, count])``
     tuples. Raises ValueError for unknown datatypes, overlaps, duplicate names, fields past point_step.
@@ -127,7 +127,7 @@ def dtype_from_fields(fields: Iterable[Any], point_step: int | None = None,
 
 
 def fields_from_dtype(dtype: np.dtype, msgs: MessageTypes | None = None) -> list[Any]:
-    """PointField messages describing a structured dtype (inverse of :func:`dtype_from_fields`).
+    """Build PointField messages describing a structured dtype (inverse of :func:`dtype_from_fields`).
 
     Runs of sub-fields ``name_0 .. name_{k-1}`` (same type, contiguous) and sub-array fields
     ``(name, type, (k,))`` become one field with ``count = k``.
@@ -278,7 +278,7 @@ def read_points(msg: Any, field_names: Iterable[str] | None = None, skip_nans: b
 
 def read_points_numpy(msg: Any, field_names: Iterable[str] | None = None, skip_nans: bool = False,
                       dtype: np.dtype | str | None = None) -> np.ndarray:
-    """Selected fields as a plain ``(N, k)`` array in native byte order.
+    """Read the selected fields as a plain ``(N, k)`` array in native byte order.
 
     Without ``dtype`` all selected fields must share a datatype (else ValueError); with it values are
     cast. Zero-copy view when the fields are native-order, equally typed and evenly spaced.
@@ -297,7 +297,7 @@ def read_points_numpy(msg: Any, field_names: Iterable[str] | None = None, skip_n
 
 def create_cloud(header: Any, fields: Sequence[Any], points: Any, msgs: MessageTypes | None = None,
                  point_step: int | None = None, is_bigendian: bool = False) -> Any:
-    """A PointCloud2 holding ``points`` laid out as ``fields`` (``sensor_msgs_py`` ``create_cloud``).
+    """Build a PointCloud2 holding ``points`` laid out as ``fields`` (``sensor_msgs_py`` ``create_cloud``).
 
     ``points``: a structured array with (at least) every field's name, a plain array whose last axis
     has one column per (sub-)field, or an iterable of tuples. A 2-D point grid gives an organized cloud
@@ -346,7 +346,7 @@ def create_cloud(header: Any, fields: Sequence[Any], points: Any, msgs: MessageT
 
 
 def create_cloud_xyz32(header: Any, points: Any, msgs: MessageTypes | None = None) -> Any:
-    """A PointCloud2 with float32 x, y, z (``points``: (N, 3))."""
+    """Build a PointCloud2 with float32 x, y, z (``points``: (N, 3))."""
     fields = [('x', 0, FLOAT32, 1), ('y', 4, FLOAT32, 1), ('z', 8, FLOAT32, 1)]
     return create_cloud(header, fields, np.asarray(points, dtype=np.float32).reshape(-1, 3), msgs)
 

@@ -21,7 +21,10 @@ def stamp_to_ns(stamp: Any) -> int:
 
 
 def ns_to_stamp(ns: int, msgs: MessageTypes | None = None) -> Any:
-    """A ``builtin_interfaces/msg/Time`` for ``ns`` nanoseconds (negative times keep 0 <= nanosec < 1e9)."""
+    """Build a ``builtin_interfaces/msg/Time`` for ``ns`` nanoseconds.
+
+    Negative times keep 0 <= nanosec < 1e9.
+    """
     sec, nanosec = divmod(int(ns), _NS)
     if not -_INT32 <= sec < _INT32:
         raise ValueError(f'time {ns} ns does not fit a builtin_interfaces/Time (int32 seconds)')
@@ -29,6 +32,6 @@ def ns_to_stamp(ns: int, msgs: MessageTypes | None = None) -> Any:
 
 
 def header(frame_id: str, stamp_ns: int, msgs: MessageTypes | None = None) -> Any:
-    """A ``std_msgs/msg/Header``."""
+    """Build a ``std_msgs/msg/Header``."""
     msgs = msgs or default_message_types()
     return msgs.new('std_msgs/msg/Header', stamp=ns_to_stamp(stamp_ns, msgs), frame_id=frame_id)

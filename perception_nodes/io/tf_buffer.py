@@ -59,7 +59,7 @@ def _normalized(quat_wxyz: np.ndarray) -> np.ndarray:
 
 
 def _to_tq(value: Any) -> tuple[np.ndarray, np.ndarray]:
-    """A (4, 4) matrix, a (7,) [tx, ty, tz, qx, qy, qz, qw] or a (translation, quat_xyzw) pair."""
+    """Convert a (4, 4) matrix, a (7,) [tx, ty, tz, qx, qy, qz, qw] or a (translation, quat_xyzw) pair."""
     if isinstance(value, (tuple, list)) and len(value) == 2:
         t = np.asarray(value[0], dtype=np.float64).reshape(3)
         x, y, z, w = np.asarray(value[1], dtype=np.float64).reshape(4)
@@ -201,7 +201,10 @@ class TransformBuffer:
         return _matrix(t0 + w * (t1 - t0), slerp(q0, q1, w))
 
     def latest_common_stamp(self, target_frame: str, source_frame: str) -> int:
-        """The newest time at which every dynamic edge between the two frames has data (0 if all static)."""
+        """Return the newest time at which every dynamic edge between the two frames has data.
+
+        0 if all edges are static.
+        """
         path = self._path(target_frame, source_frame)
         latest = [self._edges[c].stamps[-1] for c in path if not self._edges[c].static]
         return min(latest) if latest else 0
@@ -256,7 +259,7 @@ class TransformBuffer:
 
 def transform_stamped_msg(parent: str, child: str, transform: Any, stamp_ns: int,
                           msgs: MessageTypes | None = None) -> Any:
-    """A geometry_msgs/TransformStamped carrying ``T_parent_child`` (matrix, (7,) or (t, q_xyzw))."""
+    """Build a geometry_msgs/TransformStamped carrying ``T_parent_child`` (matrix, (7,) or (t, q_xyzw))."""
     msgs = msgs or default_message_types()
     t, (w, x, y, z) = _to_tq(transform)
     return msgs.new('geometry_msgs/msg/TransformStamped', header=header(parent, stamp_ns, msgs),
@@ -269,5 +272,5 @@ def transform_stamped_msg(parent: str, child: str, transform: Any, stamp_ns: int
 
 
 def tf_message(transforms: Iterable[Any], msgs: MessageTypes | None = None) -> Any:
-    """A tf2_msgs/TFMessage holding ``transforms`` (TransformStamped messages)."""
+    """Build a tf2_msgs/TFMessage holding ``transforms`` (TransformStamped messages)."""
     return (msgs or default_message_types()).new('tf2_msgs/msg/TFMessage', transforms=list(transforms))

@@ -1,5 +1,7 @@
-"""The rclpy shell shared by ``fusion_node`` and ``student_node``: parameters, QoS, subscriptions,
-message_filters synchronization, tf2, publishers, timers. Everything else is in perception_nodes.runtime.
+"""The rclpy shell shared by ``fusion_node`` and ``student_node``.
+
+Parameters, QoS, subscriptions, message_filters synchronization, tf2, publishers, timers.
+Everything else is in perception_nodes.runtime.
 
 Threads: subscription callbacks only hand messages to the core (cheap); inference runs in the core's
 keep-latest worker thread; tf2 lookups happen there too (with ``tf_timeout``), while the
@@ -42,7 +44,7 @@ CoreBuilder = Callable[[NodeParams, RclpyMessageTypes, Callable[[str, str, int],
 
 
 def share_dir() -> str | None:
-    """The package share folder (source checkout or install), for relative vocabulary paths."""
+    """Return the package share folder (source checkout or install), for relative vocabulary paths."""
     from perception_nodes.vocabulary import config_dir
     try:
         return str(config_dir().parent)

@@ -34,7 +34,7 @@ _ARRAY = re.compile(r'^(?P<inner>[\w ]+)\[(?P<n>\d+)\]$')
 
 
 def message_class(msgtype: str) -> type:
-    """The rosidl class of ``pkg/msg/Name`` (also accepts ``pkg/Name``)."""
+    """Return the rosidl class of ``pkg/msg/Name`` (also accepts ``pkg/Name``)."""
     parts = msgtype.split('/')
     if len(parts) == 2:
         parts = [parts[0], 'msg', parts[1]]

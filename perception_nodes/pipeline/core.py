@@ -1,5 +1,7 @@
-"""The ROS-free fusion pipeline: one :class:`~perception_nodes.frame.Frame` in, one
-:class:`~perception_nodes.outputs.Outputs` out. The ROS nodes and ``ovp replay`` call the same object.
+"""The ROS-free fusion pipeline.
+
+One :class:`~perception_nodes.frame.Frame` in, one :class:`~perception_nodes.outputs.Outputs` out.
+The ROS nodes and ``ovp replay`` call the same object.
 
 Stages (``Outputs.timings_ms`` keys):
 ``projection`` (Affinity3D Eq. 1) → ``visibility`` (Eq. 9–10, or the depth-buffer variant) →

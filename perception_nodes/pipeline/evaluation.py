@@ -26,8 +26,11 @@ VARIANTS = [(vis, vote) for vis in ('none', 'depth_buffer', 'superpixel') for vo
 
 def label_metrics(pred: np.ndarray, truth: np.ndarray, num_classes: int,
                   mask: np.ndarray | None = None) -> dict[str, float]:
-    """accuracy (all evaluated points, unknown = wrong), precision (among labelled points), coverage,
-    wrong_rate (labelled and wrong), mIoU, and the number of evaluated points."""
+    """Compute label metrics.
+
+    accuracy (all evaluated points, unknown = wrong), precision (among labelled points), coverage,
+    wrong_rate (labelled and wrong), mIoU, and the number of evaluated points.
+    """
     pred = np.asarray(pred).astype(np.int64).reshape(-1)
     truth = np.asarray(truth).astype(np.int64).reshape(-1)
     if pred.shape != truth.shape:
@@ -59,7 +62,10 @@ def label_metrics(pred: np.ndarray, truth: np.ndarray, num_classes: int,
 
 def oracle_pipeline(visibility: str, voting: bool, noise: Any, block: int = 2,
                     dim: int = 64, seed: int = 0) -> Pipeline:
-    """A pipeline whose teacher is the noisy ground-truth oracle (``noise``: OracleNoise), SIM_CLASSES."""
+    """Build a pipeline whose teacher is the noisy ground-truth oracle.
+
+    ``noise``: OracleNoise; the vocabulary is SIM_CLASSES.
+    """
     from perception_nodes.geometry.sim import SIM_CLASSES
     from perception_nodes.teacher.oracle import OracleTeacher
     gen = torch.Generator().manual_seed(seed)

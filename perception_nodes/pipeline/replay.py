@@ -101,7 +101,10 @@ def _atomic_json(path: Path, data: dict[str, Any]) -> None:
 
 
 def frame_assembly_config(bag: str | os.PathLike, replay_config: Any) -> Any:
-    """The replay's FrameAssemblyConfig: topics from the config or chosen from the bag, checked to exist."""
+    """Return the replay's FrameAssemblyConfig.
+
+    Topics come from the config or are chosen from the bag, and are checked to exist.
+    """
     from perception_nodes.io.frames import FrameAssemblyConfig, resolve_config
     rc = replay_config
     cfg = resolve_config(bag, FrameAssemblyConfig(lidar_topic=rc.lidar_topic or None,

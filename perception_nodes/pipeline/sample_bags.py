@@ -69,6 +69,9 @@ def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str 
 
 def write_kitti_sample_bag(src: str | os.PathLike, out: str | os.PathLike, max_frames: int = 3,
                            storage: str = 'mcap', overwrite: bool = False):
-    """The first ``max_frames`` frames of a KITTI folder as a bag (``perception_nodes.io.kitti_bag``)."""
+    """Write the first ``max_frames`` frames of a KITTI folder as a bag.
+
+    See ``perception_nodes.io.kitti_bag``.
+    """
     from perception_nodes.io.kitti_bag import kitti_to_bag
     return kitti_to_bag(src, out, storage=storage, max_frames=max_frames, overwrite=overwrite)

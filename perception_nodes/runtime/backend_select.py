@@ -24,7 +24,7 @@ def tensorrt_available() -> bool:
 
 
 def backend_plan(params: NodeParams, cuda: bool, tensorrt: bool) -> list[dict[str, Any]]:
-    """BackendConfig keyword sets to try in order (the first that loads wins) plus the checkpoint to use.
+    """Return the BackendConfig keyword sets to try in order (the first that loads wins) and the checkpoint.
 
     ``model_path``: ``.engine`` (TensorRT engine), ``.onnx`` (exported student) or a checkpoint
     (``.safetensors`` file or its folder; ONNX / engine are built on demand into the engine cache).

@@ -109,14 +109,14 @@ class PerceptionCore:
         self.infos.update(camera, msg)
 
     def on_synchronized(self, cloud: Any, *images: Any) -> None:
-        """A synchronized set from message_filters: hand it to the worker (older pending sets are dropped)."""
+        """Hand a synchronized set from message_filters to the worker (older pending sets are dropped)."""
         self.watchdog.synchronized()
         self.stats.arrived(counters.SYNC_SETS)
         self.stats.count(counters.SYNC_SETS)
         self.worker.submit(SyncedSet(cloud, list(images), self.infos.snapshot()))
 
     def on_query(self, text: str) -> None:
-        """A free-text grounding query; '' clears it. Its embedding is computed on the worker."""
+        """Set a free-text grounding query; '' clears it. Its embedding is computed on the worker."""
         text = str(text).strip()
         with self._lock:
             self._pending_query = text
@@ -137,7 +137,10 @@ class PerceptionCore:
 
     # -- periodic -----------------------------------------------------------------------------
     def check_inputs(self) -> str | None:
-        """A warning to log when no synchronized set arrived for ``silent_topic_timeout`` (rate-limited)."""
+        """Return a warning to log when no synchronized set arrived for ``silent_topic_timeout``.
+
+        Rate-limited.
+        """
         return self.watchdog.check()
 
     def diagnostics(self, stamp_ns: int) -> Any:

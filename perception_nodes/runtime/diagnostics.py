@@ -81,7 +81,7 @@ class DiagnosticsReporter:
 
 def diagnostic_array(msgs: MessageTypes, stamp_ns: int, entries: list[StatusEntry],
                      hardware_id: str = 'perception_nodes') -> object:
-    """A diagnostic_msgs/msg/DiagnosticArray holding ``entries``."""
+    """Build a diagnostic_msgs/msg/DiagnosticArray holding ``entries``."""
     statuses = []
     for entry in entries:
         values = [msgs.new('diagnostic_msgs/msg/KeyValue', key=str(k), value=str(v))

@@ -41,7 +41,10 @@ class ExtrinsicsCache:
         self.lookups = 0
 
     def get(self, target: str, source: str, stamp_ns: int) -> np.ndarray:
-        """The (4, 4) transform taking ``source`` points into ``target``; TransformUnavailable if none."""
+        """Return the (4, 4) transform taking ``source`` points into ``target``.
+
+        Raises TransformUnavailable if there is none.
+        """
         if target == source:
             return np.eye(4)
         key = (target, source)

@@ -15,7 +15,10 @@ from perception_nodes.runtime.student_core import StudentCore
 
 
 def pipeline_config(params: NodeParams, overrides: dict[str, Any] | None = None) -> Any:
-    """PipelineConfig from ``pipeline_config`` (defaults when empty); keeps fused embeddings for queries."""
+    """Build the PipelineConfig from ``pipeline_config`` (defaults when empty).
+
+    Fused embeddings are kept for queries.
+    """
     from perception_nodes.config import load_config, with_overrides
     config = load_config(params.pipeline_config or None)
     return with_overrides(config, {'fusion.keep_embeddings': True, **(overrides or {})})
@@ -23,7 +26,7 @@ def pipeline_config(params: NodeParams, overrides: dict[str, Any] | None = None)
 
 def build_fusion_core(params: NodeParams, msgs: MessageTypes, lookup: Lookup,
                       config_overrides: dict[str, Any] | None = None, **kwargs: Any) -> FusionCore:
-    """FusionCore around ``Pipeline(config)`` (the configured CLIP teacher)."""
+    """Build a FusionCore around ``Pipeline(config)`` (the configured CLIP teacher)."""
     from perception_nodes.pipeline import Pipeline
     pipeline = Pipeline(pipeline_config(params, config_overrides))
     return FusionCore(params, pipeline, msgs, lookup, **kwargs)
@@ -33,8 +36,11 @@ def build_student_core(params: NodeParams, msgs: MessageTypes, lookup: Lookup,
                        config_overrides: dict[str, Any] | None = None,
                        warn: Callable[[str], None] = lambda text: None,
                        backend_loader: Callable[[Any, Any], Any] | None = None, **kwargs: Any) -> StudentCore:
-    """StudentCore with the backend chosen by ``backend_plan``, a cached CLIP text encoder for the vocabulary
-    and queries, and (with ``ensemble``) the fusion pipeline."""
+    """Build a StudentCore.
+
+    It gets the backend chosen by ``backend_plan``, a cached CLIP text encoder for the vocabulary
+    and queries, and (with ``ensemble``) the fusion pipeline.
+    """
     import numpy as np
     import torch
 

@@ -14,8 +14,11 @@ from perception_nodes.runtime.params import NodeParams, VocabularyRequest
 
 
 class FusionCore(PerceptionCore):
-    """``pipeline`` needs ``process(frame) -> Outputs``, ``set_vocabulary(names_or_vocab, templates=None)``
-    and ``text_embedding(text)`` (see perception_nodes.pipeline.Pipeline)."""
+    """Fusion-pipeline node core.
+
+    ``pipeline`` needs ``process(frame) -> Outputs``, ``set_vocabulary(names_or_vocab, templates=None)``
+    and ``text_embedding(text)`` (see perception_nodes.pipeline.Pipeline).
+    """
 
     node_name = 'fusion_node'
 

@@ -7,7 +7,7 @@ MODES = {'fusion': ['fusion_node'], 'student': ['student_node'], 'both': ['fusio
 
 
 def nodes_for_mode(mode: str) -> list[str]:
-    """The nodes a ``mode`` launch argument starts."""
+    """Return the nodes a ``mode`` launch argument starts."""
     try:
         return list(MODES[mode.strip()])
     except KeyError:

@@ -92,7 +92,7 @@ SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
 
 def specs_for(node: str) -> list[ParamSpec]:
-    """The parameters a node declares."""
+    """Return the parameters a node declares."""
     return [spec for spec in PARAMETERS if node in spec.nodes]
 
 
@@ -122,7 +122,10 @@ class VocabularyRequest:
     colors: tuple[tuple[int, int, int], ...] = ()
 
     def argument(self) -> list[str] | str:
-        """What ``Pipeline.set_vocabulary`` gets: the vocabulary name/path when given, else the names."""
+        """Return what ``Pipeline.set_vocabulary`` gets.
+
+        The vocabulary name/path when given, else the names.
+        """
         return self.source if self.source else list(self.names)
 
 
@@ -205,7 +208,7 @@ class NodeParams:
         }
 
     def updated(self, changes: dict[str, Any], share_dir: str | os.PathLike | None = None) -> NodeParams:
-        """A copy with live parameter changes applied; ValueError for read-only or invalid ones."""
+        """Return a copy with live parameter changes applied; ValueError for read-only or invalid ones."""
         for name in changes:
             spec = SPECS.get(name)
             if spec is None:
@@ -257,7 +260,10 @@ def parse_vocabulary(vocabulary: list[str], templates: list[str] | tuple[str, ..
 
 
 def resolve_path(path: str, share_dir: str | os.PathLike | None = None) -> Path:
-    """An absolute path, or one relative to the package share folder (then the working directory)."""
+    """Resolve ``path`` to an absolute path.
+
+    An absolute path, or one relative to the package share folder (then the working directory).
+    """
     p = Path(os.path.expanduser(path))
     if p.is_absolute():
         return p
@@ -340,5 +346,5 @@ def _non_negative(name: str, value: float) -> None:
 
 
 def field_names() -> list[str]:
-    """NodeParams field names (for docs and tests)."""
+    """Return the NodeParams field names (for docs and tests)."""
     return [f.name for f in dataclasses.fields(NodeParams)]

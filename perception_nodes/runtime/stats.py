@@ -48,7 +48,7 @@ class RuntimeStats:
             return dict(self._counts)
 
     def arrived(self, topic: str) -> None:
-        """A message arrived on ``topic`` (for its rate and its total)."""
+        """Record that a message arrived on ``topic`` (for its rate and its total)."""
         now = self._clock()
         with self._lock:
             self._received[topic] += 1
@@ -79,7 +79,7 @@ class RuntimeStats:
             self._latency[stage].append(float(ms))
 
     def latency_summary(self) -> dict[str, tuple[float, float]]:
-        """stage -> (mean, max) in ms over the recent frames."""
+        """Map each stage to its (mean, max) in ms over the recent frames."""
         with self._lock:
             return {k: (sum(v) / len(v), max(v)) for k, v in self._latency.items() if v}
 

@@ -37,8 +37,10 @@ def cosine_classify(embeddings: torch.Tensor, text: torch.Tensor) -> tuple[torch
 
 
 def semantic_voxels(points: np.ndarray, labels: np.ndarray, grid: GridSpec) -> SemanticVoxels:
-    """Occupied voxels of ``grid`` with the majority known label of their points (UNKNOWN_LABEL if none),
-    the same rule as the fusion pipeline's voxel stage."""
+    """Label the occupied voxels of ``grid`` with the majority known label of their points.
+
+    UNKNOWN_LABEL if none: the same rule as the fusion pipeline's voxel stage.
+    """
     pts = torch.as_tensor(np.asarray(points, dtype=np.float32))
     lab = torch.as_tensor(np.asarray(labels).astype(np.int64))
     vox = voxelize(pts, grid)
@@ -50,7 +52,7 @@ def semantic_voxels(points: np.ndarray, labels: np.ndarray, grid: GridSpec) -> S
 
 
 class StudentCore(PerceptionCore):
-    """Dependencies are injected:
+    """Student-model node core; its dependencies are injected.
 
     - ``backend.infer(points (N, 4) float32)`` -> object with ``point_embeddings`` (N, C);
     - ``text_embedder.embed(vocabulary, templates)`` -> (K, C') CLIP text embeddings (cached per class);

@@ -44,7 +44,10 @@ class SilentTopicWatchdog:
                     if (now - (self._started if last is None else last)) >= self.timeout_s]
 
     def problem(self) -> str | None:
-        """The current problem, if no synchronized set arrived within the timeout (not rate-limited)."""
+        """Return the current problem, if no synchronized set arrived within the timeout.
+
+        Not rate-limited.
+        """
         now = self._clock()
         with self._lock:
             since = now - (self._started if self._last_set is None else self._last_set)

@@ -104,7 +104,7 @@ class StudentConfig:
 
     @classmethod
     def deployable(cls, **overrides: Any) -> StudentConfig:
-        """The default robot student: range_unet sized for >= 10 Hz on 2 CPU cores via ONNX Runtime."""
+        """Return the default robot student: range_unet sized for >= 10 Hz on 2 CPU cores via ONNX Runtime."""
         base: dict[str, Any] = dict(arch='range_unet', widths=(16, 32, 48, 64), point_width=16, proj_dim=64,
                                     head_hidden=32, occupancy_blocks=1, voxel_width=4)
         base.update(overrides)

@@ -1,5 +1,8 @@
-"""Heads shared by both students: the point language head, the classifier, and the dense-grid
-occupancy and voxel language heads of POP-3D."""
+"""Heads shared by both students.
+
+The point language head, the classifier, and the dense-grid occupancy and voxel language heads of
+POP-3D.
+"""
 from __future__ import annotations
 
 import torch
@@ -16,8 +19,10 @@ def unit(x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 
 def softplus(x: torch.Tensor) -> torch.Tensor:
-    """softplus(x) = log(1 + e^x), written as relu(x) + log(1 + e^-|x|): exact, overflow-free, and
-    about twice as fast in ONNX Runtime on CPU as its fused Softplus kernel."""
+    """Compute log(1 + e^x) as relu(x) + log(1 + e^-|x|).
+
+    Exact, overflow-free, and about twice as fast in ONNX Runtime on CPU as its fused Softplus kernel.
+    """
     return torch.relu(x) + torch.log(1.0 + torch.exp(-x.abs()))
 
 

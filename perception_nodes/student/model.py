@@ -74,5 +74,5 @@ class Student(nn.Module):
 
 
 def build_student(config: StudentConfig) -> Student:
-    """A freshly initialised student for ``config``."""
+    """Build a freshly initialised student for ``config``."""
     return Student(config)

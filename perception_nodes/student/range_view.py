@@ -84,9 +84,11 @@ class RangeBackbone(nn.Module):
 
     def forward(self, inputs: torch.Tensor, xyz: torch.Tensor,
                 valid: torch.Tensor) -> tuple[torch.Tensor, Samples]:
-        """Point features (N, point_width) and the pixels as samples for the voxel heads: each
-        occupied pixel at the mean position of its points, with its U-Net feature (4-8x fewer
-        samples than points, so the dense-grid scatter is cheap)."""
+        """Compute point features (N, point_width) and the pixels as samples for the voxel heads.
+
+        Each occupied pixel is a sample at the mean position of its points, with its U-Net feature
+        (4-8x fewer samples than points, so the dense-grid scatter is cheap).
+        """
         c = self.config
         cell, rng = spherical_cells(xyz, c.range_height, c.range_width, c.fov_up_deg, c.fov_down_deg)
         point_in = torch.cat([inputs, (rng / POSITION_SCALE).unsqueeze(1)], dim=1)

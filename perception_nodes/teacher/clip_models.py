@@ -136,7 +136,7 @@ def resolve_pretrained(model: str, tag: str, cache_dir: Path, offline: bool = Tr
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A tensor state dict from a file, never unpickling arbitrary objects (ValueError otherwise)."""
+    """Read a tensor state dict from a file, never unpickling arbitrary objects (ValueError otherwise)."""
     path = Path(path)
     if not path.is_file():
         raise WeightsUnavailableError(f'CLIP weights file not found: {path}')
@@ -248,7 +248,7 @@ def load_clip(spec: ClipSpec) -> LoadedClip:
 
 
 def encode_text(clip: LoadedClip, tokens: torch.Tensor) -> torch.Tensor:
-    """``clip.model.encode_text(tokens)``, computed on the tokens up to the longest prompt.
+    """Compute ``clip.model.encode_text`` on the tokens up to the longest prompt.
 
     CLIP's text transformer is causal and pools at the end-of-text token, so padding after the
     longest prompt cannot influence any output: trimming the 77-token context to it gives the same

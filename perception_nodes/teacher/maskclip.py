@@ -1,5 +1,6 @@
-"""MaskCLIP dense CLIP features (Zhou et al., ECCV 2022), the 2D teacher of the label-free seed,
-CLIP2Scene and POP-3D.
+"""MaskCLIP dense CLIP features (Zhou et al., ECCV 2022).
+
+The 2D teacher of the label-free seed, CLIP2Scene and POP-3D.
 
 ViT: the last transformer block is run on its *value path* only: each token attends to itself, so
 the attention output is ``out_proj(v_proj(ln_1(x)))``. Following MaskCLIP's reference code

@@ -45,7 +45,10 @@ def cloud_msg(points: np.ndarray, stamp_ns: int, frame_id: str = LIDAR_FRAME):
 
 @pytest.fixture(scope='session')
 def kitti_sets(kitti_raw_dir) -> list[MessageSet]:
-    """The first 3 KITTI raw frames (every 8th point, to stay fast) as PointCloud2 + Image + CameraInfo."""
+    """Return the first 3 KITTI raw frames as PointCloud2 + Image + CameraInfo.
+
+    Every 8th point only, to stay fast.
+    """
     msgs = default_message_types()
     frames = find_kitti_frames(kitti_raw_dir)[:3]
     out = []
@@ -63,7 +66,7 @@ def kitti_sets(kitti_raw_dir) -> list[MessageSet]:
 
 
 def static_lookup(transforms: dict[tuple[str, str], np.ndarray], calls: list | None = None):
-    """A tf-like lookup over fixed transforms (raises like tf2 when a pair is unknown)."""
+    """Build a tf-like lookup over fixed transforms (raises like tf2 when a pair is unknown)."""
     def lookup(target: str, source: str, stamp_ns: int) -> np.ndarray:
         if calls is not None:
             calls.append((target, source, stamp_ns))
@@ -144,7 +147,7 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def make_pipeline():
-    """FakePipeline factory (test modules cannot import conftest under --import-mode=importlib)."""
+    """Provide a FakePipeline factory (test modules cannot import conftest under --import-mode=importlib)."""
     return FakePipeline
 
 

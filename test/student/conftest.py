@@ -35,7 +35,7 @@ def tiny_model(arch: str = 'range_unet', seed: int = 0, **overrides):
 
 
 def random_scan(n: int, seed: int = 0) -> np.ndarray:
-    """A plausible LiDAR-like scan: ring of points around the sensor plus a ground plane."""
+    """Generate a plausible LiDAR-like scan: ring of points around the sensor plus a ground plane."""
     rng = np.random.default_rng(seed)
     r = rng.uniform(2.0, 35.0, n)
     yaw = rng.uniform(-np.pi, np.pi, n)

@@ -72,8 +72,11 @@ def render_camera(scene: Scene, camera: CameraModel, T_world_cam) -> CameraRende
 
 def first_surface_visible(scene: Scene, camera_center, surface_points: np.ndarray,
                           tolerance: float = 0.02) -> np.ndarray:
-    """(N,) bool: the segment camera centre -> point meets no surface more than ``tolerance`` metres before
-    the point, i.e. the point is the first surface along its camera ray (in-image-ness is not checked)."""
+    """Flag the points that are the first surface along their camera ray.
+
+    (N,) bool: the segment camera centre -> point meets no surface more than ``tolerance`` metres before
+    the point, i.e. the point is the first surface along its camera ray (in-image-ness is not checked).
+    """
     pts = torch.as_tensor(np.asarray(surface_points, dtype=np.float32)).reshape(-1, 3)
     if len(pts) == 0:
         return np.zeros(0, dtype=bool)

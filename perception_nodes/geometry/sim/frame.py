@@ -62,7 +62,9 @@ def make_sim_frame(seed: int, num_cameras: int = 1, image_size=KITTI_IMAGE_SIZE,
                    beam_model: LidarBeamModel | None = None, scene: Scene | None = None,
                    lidar_height: float = LIDAR_HEIGHT, camera_offset=CAMERA_OFFSET,
                    yaws: list[float] | None = None, visibility_tolerance: float = 0.02) -> Frame:
-    """A synthetic :class:`Frame`: points in the LiDAR frame (x forward, y left, z up; ground at
+    """Make a synthetic :class:`Frame`.
+
+    Points in the LiDAR frame (x forward, y left, z up; ground at
     ``-lidar_height``), ``labels`` = class ids into ``SIM_CLASSES``, ``instances`` (0 = ground), and one
     :class:`CameraView` per camera with ``truth`` = {'class', 'instance', 'depth' (H, W) rasters,
     'visible' (N,) bool: in the image and the first surface along the camera ray}.

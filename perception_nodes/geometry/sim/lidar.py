@@ -12,9 +12,12 @@ from perception_nodes.geometry.sim.scene import SIM_REFLECTIVITY, Scene
 
 @dataclass(frozen=True)
 class LidarBeamModel:
-    """A spinning LiDAR: ``n_beams`` elevations evenly from ``fov_up`` to ``fov_down`` degrees and
+    """A spinning LiDAR.
+
+    ``n_beams`` elevations evenly from ``fov_up`` to ``fov_down`` degrees and
     ``n_azimuth`` azimuth steps per turn (HDL-64E-like defaults); Gaussian range noise (metres, along the
-    beam), random dropouts (fraction of returns lost) and a range window."""
+    beam), random dropouts (fraction of returns lost) and a range window.
+    """
 
     n_beams: int = 64
     fov_up: float = 2.0
@@ -36,7 +39,10 @@ class LidarBeamModel:
                              'max_range > min_range >= 0')
 
     def directions(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Unit (n_beams * n_azimuth, 3) ray directions (sensor frame) and their beam / azimuth indices."""
+        """Return the unit ray directions and their beam / azimuth indices.
+
+        The directions are (n_beams * n_azimuth, 3), in the sensor frame.
+        """
         elev = torch.linspace(math.radians(self.fov_up), math.radians(self.fov_down), self.n_beams)
         az = torch.arange(self.n_azimuth) * (2 * math.pi / self.n_azimuth)
         e, a = torch.meshgrid(elev, az, indexing='ij')

@@ -36,8 +36,11 @@ class Hit:
 
 @dataclass
 class Scene:
-    """Primitives. Boxes: (B, 7) [cx, cy, cz, lx, ly, lz, yaw]; cylinders (vertical): (C, 5)
-    [cx, cy, z0, z1, r]; spheres: (S, 4) [cx, cy, cz, r]. Each with (.., ) long class and instance."""
+    """Primitives.
+
+    Boxes: (B, 7) [cx, cy, cz, lx, ly, lz, yaw]; cylinders (vertical): (C, 5)
+    [cx, cy, z0, z1, r]; spheres: (S, 4) [cx, cy, cz, r]. Each with (.., ) long class and instance.
+    """
 
     boxes: torch.Tensor = field(default_factory=lambda: torch.zeros(0, 7))
     box_class: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.long))
@@ -235,9 +238,12 @@ def _yaw_box_radius(lx: float, ly: float) -> float:
 def make_scene(seed: int, n_cars: int = 8, n_buildings: int = 8, n_poles: int = 6, n_trees: int = 4,
                n_bushes: int = 5, n_people: int = 3, extent: float = 40.0,
                clear_radius: float = 3.5) -> Scene:
-    """A random street: cars on and beside the road (the first one 6-14 m ahead of the ego, so the camera
+    """Make a random street.
+
+    Cars on and beside the road (the first one 6-14 m ahead of the ego, so the camera
     sees parallax occlusion), buildings along both sides, poles, trees (trunk + crown, one instance),
-    bushes and people. Deterministic in ``seed``; nothing within ``clear_radius`` of the ego (0, 0)."""
+    bushes and people. Deterministic in ``seed``; nothing within ``clear_radius`` of the ego (0, 0).
+    """
     rng = np.random.default_rng(seed)
     placed: list[tuple[float, float, float]] = []  # footprint circles (x, y, r)
 

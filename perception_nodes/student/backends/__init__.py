@@ -8,7 +8,7 @@ from perception_nodes.student.backends.base import (BACKEND_KINDS, BackendConfig
 
 
 def load_backend(config: BackendConfig, checkpoint: str | os.PathLike | None = None) -> StudentBackend:
-    """The backend ``config.kind`` for a checkpoint (torch) or an ONNX file / TensorRT engine."""
+    """Load the backend ``config.kind`` for a checkpoint (torch) or an ONNX file / TensorRT engine."""
     if config.kind == 'torch':
         from perception_nodes.student.backends.torch_backend import TorchBackend
         return TorchBackend(config, checkpoint)

@@ -55,7 +55,7 @@ def write_engine(path: str | os.PathLike, blob: bytes, meta: EngineMeta) -> Path
 
 
 def read_meta(engine_path: str | os.PathLike) -> EngineMeta | None:
-    """The sidecar of an engine, or None when it has none / it is unreadable."""
+    """Read the sidecar of an engine, or None when it has none / it is unreadable."""
     try:
         data = json.loads(sidecar(engine_path).read_text())
         return EngineMeta(**data)

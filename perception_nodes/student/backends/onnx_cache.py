@@ -23,7 +23,7 @@ def cache_dir(config: BackendConfig) -> Path:
 
 
 def ensure_onnx(config: BackendConfig, checkpoint: str | os.PathLike | None) -> Path:
-    """The ONNX file for ``config``: ``onnx_path`` if it exists, else exported from ``checkpoint``."""
+    """Return the ONNX file for ``config``: ``onnx_path`` if it exists, else exported from ``checkpoint``."""
     if config.onnx_path and Path(config.onnx_path).is_file():
         return Path(config.onnx_path)
     if checkpoint is None:

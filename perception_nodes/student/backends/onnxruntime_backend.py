@@ -13,7 +13,7 @@ from perception_nodes.student.padding import PaddedPoints
 
 
 def resolve_providers(config: BackendConfig, available: list[str]) -> list:
-    """The configured providers that this onnxruntime build has, in order, with their options."""
+    """Return the configured providers that this onnxruntime build has, in order, with their options."""
     chosen: list = []
     for name in config.providers:
         if name not in available:

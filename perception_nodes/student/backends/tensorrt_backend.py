@@ -68,8 +68,11 @@ def build_engine(onnx_path: str | os.PathLike, engine_path: str | os.PathLike, *
 
 
 def ensure_engine(config: BackendConfig, onnx_path: str | os.PathLike) -> Path:
-    """The engine for ``config``: explicit ``engine_path`` or the cache; (re)built when stale
-    (missing, no sidecar, or built from another ONNX / TensorRT version / GPU / precision)."""
+    """Return the engine for ``config``: explicit ``engine_path`` or the cache.
+
+    (Re)built when stale (missing, no sidecar, or built from another ONNX / TensorRT version / GPU /
+    precision).
+    """
     wanted = current_meta(onnx_path, config.fp16)
     target = Path(config.engine_path) if config.engine_path else cached_engine_path(cache_dir(config), wanted)
     if stale_reason(target, wanted) is not None:
