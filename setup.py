@@ -76,7 +76,6 @@ setup(
     maintainer_email='perception@example.com',
     description='Open-vocabulary 3D perception for ROS 2 (LiDAR + cameras, CLIP, distilled 3D student).',
     license='Apache-2.0',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'ovp = perception_nodes.cli.main:main',
