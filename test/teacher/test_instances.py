@@ -175,3 +175,33 @@ def test_segment_crop_features_over_cameras() -> None:
     torch.testing.assert_close(feats[0], F.normalize(a0 + b0, dim=0), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(feats[1], a1, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(feats[2:], torch.zeros(2, 32))
+
+
+@pytest.mark.parametrize('eps', [1.0, 1.5, 2.5])
+def test_radius_connected_components_equals_dbscan_with_min_samples_1(eps: float) -> None:
+    """The hashing fast path partitions lattice points exactly as scikit-learn's DBSCAN(min_samples=1)."""
+    from sklearn.cluster import DBSCAN
+    from perception_nodes.teacher.instances import radius_connected_components
+    rng = np.random.default_rng(int(eps * 10))
+    cells = np.unique(rng.integers(-12, 12, size=(900, 3)), axis=0)
+    fast = radius_connected_components(cells, eps)
+    slow = DBSCAN(eps=eps + 1e-9, min_samples=1).fit_predict(cells.astype(np.float64))
+    # Same partition: the label pairs map one-to-one.
+    pairs = np.unique(np.stack([fast, slow], axis=1), axis=0)
+    assert len(pairs) == len(np.unique(fast)) == len(np.unique(slow))
+    assert len(np.unique(slow)) > 5  # a non-trivial partition
+
+
+def test_connected_components_segments_match_dbscan_on_kitti(semantic_kitti_dir) -> None:
+    """On a real scan, Euclidean cluster extraction finds the same objects as DBSCAN (high agreement)."""
+    from sklearn.metrics import adjusted_rand_score
+    from perception_nodes.io.kitti import read_velodyne
+    points = read_velodyne(semantic_kitti_dir / 'sequences/00/velodyne/000000.bin')[:, :3]
+    fast = segment_scan(points, eps=0.5, min_samples=5, voxel_size=0.2, cluster='connected_components')
+    slow = segment_scan(points, eps=0.5, min_samples=5, voxel_size=0.2, cluster='dbscan')
+    both = (fast >= 0) & (slow >= 0)
+    assert ((fast >= 0) == (slow >= 0)).mean() > 0.95  # the same points are clustered vs ground/noise
+    assert both.sum() > 20000
+    assert adjusted_rand_score(fast[both], slow[both]) > 0.95
+    with pytest.raises(ValueError, match='voxel_size'):
+        segment_scan(points[:100], cluster='connected_components', voxel_size=None)
