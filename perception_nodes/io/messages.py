@@ -53,6 +53,7 @@ class RosbagsMessageTypes:
         self.store = store
         self.typestore = get_typestore(store)
         self._specs: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+        self._names: dict[str, frozenset[str]] = {}
 
     def _spec(self, msgtype: str) -> list[tuple[str, tuple[Any, ...]]]:
         spec = self._specs.get(msgtype)
@@ -67,8 +68,10 @@ class RosbagsMessageTypes:
 
     def new(self, msgtype: str, **fields: Any) -> Any:
         spec = self._spec(msgtype)
-        names = {name for name, _ in spec}
-        unknown = sorted(set(fields) - names)
+        names = self._names.get(msgtype)
+        if names is None:
+            names = self._names[msgtype] = frozenset(name for name, _ in spec)
+        unknown = sorted(set(fields) - names) if not names.issuperset(fields) else None
         if unknown:
             raise ValueError(f'{msgtype} has no field(s) {unknown}; fields are {[n for n, _ in spec]}')
         values = {}
