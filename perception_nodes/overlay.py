@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 
+from perception_nodes.atomic import atomic_write
 from perception_nodes.outputs import UNKNOWN_LABEL
 
 UNKNOWN_COLOR = (128, 128, 128)
@@ -86,21 +86,6 @@ def draw_label_overlay(image: np.ndarray, uv: torch.Tensor | np.ndarray, depth: 
     return draw_points(image, uv[idx], colors, depth[idx], radius)
 
 
-def _atomic_png(path: Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.stem}.', suffix='.png', dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
 def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     """Write an (H, W, 3) uint8 RGB image as PNG, atomically."""
     import cv2
@@ -112,7 +97,7 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     def write(tmp: str) -> None:
         if not cv2.imwrite(tmp, np.ascontiguousarray(image[..., ::-1])):
             raise OSError(f'could not write {tmp}')
-    return _atomic_png(Path(path), write)
+    return atomic_write(path, write, suffix='.png')
 
 
 def save_legend(path: str | os.PathLike, class_names: Sequence[str], palette: np.ndarray,
@@ -133,4 +118,5 @@ def save_legend(path: str | os.PathLike, class_names: Sequence[str], palette: np
     ax.axis('off')
     handles = [Patch(facecolor=c, edgecolor='black', label=n) for n, c in zip(names, colors)]
     ax.legend(handles=handles, loc='center', ncol=ncol, frameon=False, title=title or None, fontsize=9)
-    return _atomic_png(Path(path), lambda tmp: fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight'))
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=100, bbox_inches='tight'),
+                        suffix='.png')

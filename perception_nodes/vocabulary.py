@@ -9,13 +9,13 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import yaml
+
+from perception_nodes.atomic import atomic_write
 
 if TYPE_CHECKING:  # torch and open_clip are only needed for embedding
     import torch
@@ -272,14 +272,8 @@ class TextEmbedder:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {'identity': self.clip.identity, 'phrases': json.dumps(list(phrases)),
                 'templates': str(n_templates)}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix='.tmp')
-        os.close(fd)
-        try:
-            save_file({'embedding': emb.detach().float().cpu().contiguous()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write(path, lambda tmp: save_file({'embedding': emb.detach().float().cpu().contiguous()}, tmp,
+                                                 metadata=meta))
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """Unit-norm CLIP text features (P, C) of raw prompts, in batches."""

@@ -41,27 +41,3 @@ def depth_overlay(image_rgb: np.ndarray, uv: torch.Tensor, depth: torch.Tensor, 
         cv2.drawMarker(out, (int(x), int(y)), (255, 0, 255), markerType=cv2.MARKER_TILTED_CROSS, markerSize=5,
                        thickness=1)
     return out
-
-
-def save_png(path, image_rgb: np.ndarray) -> None:
-    """Write an RGB image as PNG atomically (temporary file in the same folder, then os.replace)."""
-    import os
-    import tempfile
-
-    import cv2
-
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    ok, data = cv2.imencode('.png', np.ascontiguousarray(image_rgb[..., ::-1]))
-    if not ok:
-        raise ValueError(f'cannot encode an image of shape {image_rgb.shape} as PNG')
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix='.png.tmp')
-    try:
-        with os.fdopen(fd, 'wb') as f:
-            f.write(data.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from perception_nodes.atomic import atomic_write_text
 from perception_nodes.config import PipelineConfig, config_to_dict
 from perception_nodes.io.bags import BagError, BagWriter, bag_topics, iter_messages, open_bag
 from perception_nodes.io.outputs import labeled_cloud, occupancy_grid_msg, overlay_image_msg, voxel_markers
@@ -85,19 +85,6 @@ def frame_messages(outputs: Outputs, pipeline: Pipeline, prefix: str,
             out.append((overlay_topic(prefix, name), IMAGE_TYPE,
                         overlay_image_msg(image, header(frame_id, cam_stamp, msgs), msgs), stamp))
     return out
-
-
-def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w', encoding='utf-8') as f:
-            json.dump(data, f, indent=2, sort_keys=False)
-            f.write('\n')
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def frame_assembly_config(bag: str | os.PathLike, replay_config: Any) -> Any:
@@ -231,5 +218,5 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
     else:
         title = 'classes' if pipeline.meaningful else 'classes (RANDOM weights: labels meaningless)'
     save_legend(paths['legend'], pipeline.class_names, palette, title=title)
-    _atomic_json(paths['summary'], summary)
+    atomic_write_text(paths['summary'], json.dumps(summary, indent=2) + '\n')
     return summary

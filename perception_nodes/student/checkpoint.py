@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -11,6 +10,7 @@ import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from perception_nodes.atomic import atomic_write
 from perception_nodes.student.config import StudentConfig
 from perception_nodes.student.model import Student, build_student
 
@@ -32,18 +32,6 @@ def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
     return p.with_name(p.name + '.safetensors'), p.with_name(p.name + '.yaml')
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_checkpoint(path: str | os.PathLike, model: Student, config: StudentConfig | None = None) -> Path:
     """Write weights (safetensors, config JSON in its metadata) and config YAML; returns the weights path."""
     config = config or model.config
@@ -52,12 +40,12 @@ def save_checkpoint(path: str | os.PathLike, model: Student, config: StudentConf
         weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {'format': 'ovp-student', 'config': json.dumps(config.to_dict(), sort_keys=True)}
-    _atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=meta))
+    atomic_write(weights, lambda tmp: save_file(state, tmp, metadata=meta))
 
     def write_yaml(tmp: str) -> None:
         with open(tmp, 'w', encoding='utf-8') as f:
             yaml.safe_dump(config.to_dict(), f, sort_keys=False)
-    _atomic_write(cfg_path, write_yaml)
+    atomic_write(cfg_path, write_yaml)
     return weights
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from perception_nodes.atomic import atomic_write
 from perception_nodes.student.config import StudentConfig
 from perception_nodes.student.model import Student
 
@@ -66,16 +66,11 @@ def export_onnx(model: Student, path: str | os.PathLike, *, max_points: int | No
     count = int(max_points or config.max_points)
     if count <= 0:
         raise ValueError(f'max_points must be positive, got {count}')
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _ExportWrapper(model, voxel_features).eval()
     points = torch.zeros(count, config.in_columns)
     mask = torch.zeros(count)
-    fd, tmp = tempfile.mkstemp(suffix='.onnx.tmp', dir=path.parent)
-    os.close(fd)
-    was_training = model.training
-    model.eval()
-    try:
+
+    def write(tmp: str) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter('ignore')
             torch.onnx.export(wrapper, (points, mask), tmp, opset_version=opset, dynamo=False,
@@ -92,11 +87,13 @@ def export_onnx(model: Student, path: str | os.PathLike, *, max_points: int | No
             entry.key, entry.value = key, value
         onnx.checker.check_model(proto, full_check=True)
         onnx.save(proto, tmp)
-        os.replace(tmp, path)
+
+    was_training = model.training
+    model.eval()
+    try:
+        path = atomic_write(path, write, suffix='.onnx')
     finally:
         model.train(was_training)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

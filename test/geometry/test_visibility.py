@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from perception_nodes.frame import CameraModel
-from perception_nodes.geometry.draw import depth_overlay, save_png
+from perception_nodes.geometry.draw import depth_overlay
+from perception_nodes.overlay import save_png
 from perception_nodes.geometry.projection import project_points
 from perception_nodes.geometry.sim import Scene, kitti_like_camera, make_sim_frame, mount, render_camera
 from perception_nodes.geometry.sim.camera import first_surface_visible

@@ -37,9 +37,13 @@ def test_deterministic(tiny, arch):
     a, b = tiny.model(arch, seed=7), tiny.model(arch, seed=7)
     with torch.no_grad():
         out_a, out_a2, out_b = a(points), a(points), b(points)
+    # spconv's CPU gather-GEMM-scatter sums features in a thread-dependent order, so the sparse U-Net is
+    # deterministic up to float32 rounding (seen: 7.6e-6 on unit embeddings); the range student is exact.
+    atol = 1e-4 if arch == 'sparse_unet' else 1e-6
     for x, y in ((out_a, out_a2), (out_a, out_b)):
-        torch.testing.assert_close(x.point_embeddings, y.point_embeddings, rtol=0, atol=1e-6)
-        torch.testing.assert_close(x.occupancy_logits, y.occupancy_logits, rtol=0, atol=1e-6)
+        torch.testing.assert_close(x.point_embeddings, y.point_embeddings, rtol=0, atol=atol)
+        torch.testing.assert_close(x.occupancy_logits, y.occupancy_logits, rtol=0, atol=atol)
+        assert (x.point_embeddings.argmax(1) == y.point_embeddings.argmax(1)).float().mean() > 0.999
 
 
 @pytest.mark.parametrize('arch', ARCHS)

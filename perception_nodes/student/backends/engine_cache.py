@@ -8,9 +8,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from perception_nodes.atomic import atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,8 @@ def write_engine(path: str | os.PathLike, blob: bytes, meta: EngineMeta) -> Path
     """Atomically write an engine and its sidecar."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for target, data in ((path, bytes(blob)), (sidecar(path), json.dumps(asdict(meta), indent=1).encode())):
-        fd, tmp = tempfile.mkstemp(prefix=f'.{target.name}.', suffix='.tmp', dir=target.parent)
-        try:
-            with os.fdopen(fd, 'wb') as f:
-                f.write(data)
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    atomic_write_bytes(path, bytes(blob))
+    atomic_write_bytes(sidecar(path), json.dumps(asdict(meta), indent=1).encode())
     return path
 
 
