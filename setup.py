@@ -46,6 +46,7 @@ EXTRAS_REQUIRE = {
         'flake8>=7',
         'pydocstyle>=6.3',
         'lxml>=5',                    # package.xml schema checks
+        'catkin_pkg>=1.0',            # package.xml format 3 parsing/validation (as ROS tools do)
     ],
     # On a CUDA machine: `pip uninstall -y spconv && pip install -e .[gpu]`
     # (spconv-cu118 and the CPU spconv install the same module; keep one).
