@@ -16,6 +16,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception_nodes.io.fields import byte_buffer, non_negative_int
 from perception_nodes.io.messages import MessageTypes, default_message_types
 
 __all__ = ['ENCODINGS', 'image_to_array', 'image_to_rgb', 'compressed_to_rgb', 'decode_image',
@@ -35,24 +36,6 @@ _BAYER = {'rggb': cv2.COLOR_BayerBG2RGB, 'bggr': cv2.COLOR_BayerRG2RGB,
           'gbrg': cv2.COLOR_BayerGR2RGB, 'grbg': cv2.COLOR_BayerGB2RGB}
 
 
-def _uint(msg: Any, name: str) -> int:
-    value = getattr(msg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f'image {name} {value!r} is not a non-negative integer')
-    return int(value)
-
-
-def _buffer(data: Any) -> np.ndarray:
-    if isinstance(data, np.ndarray):
-        if data.dtype != np.uint8:
-            raise ValueError(f'image data has dtype {data.dtype}, expected uint8')
-        return data.reshape(-1)
-    try:
-        return np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
-    except TypeError:
-        raise ValueError(f'image data of type {type(data).__name__} is not a byte buffer') from None
-
-
 def image_to_array(msg: Any) -> np.ndarray:
     """Return the pixels of a sensor_msgs/Image as ``(H, W, C)`` (``(H, W)`` for one channel), native order.
 
@@ -60,9 +43,9 @@ def image_to_array(msg: Any) -> np.ndarray:
     """
     try:
         encoding = str(msg.encoding)
-        height, width, step = _uint(msg, 'height'), _uint(msg, 'width'), _uint(msg, 'step')
+        height, width, step = (non_negative_int(msg, name, 'image ') for name in ('height', 'width', 'step'))
         big = bool(msg.is_bigendian)
-        buf = _buffer(msg.data)
+        buf = byte_buffer(msg.data, 'image data')
     except AttributeError as exc:
         raise ValueError(f'not a sensor_msgs/Image: {exc}') from None
     if encoding not in ENCODINGS:
@@ -122,7 +105,7 @@ def compressed_to_rgb(msg: Any) -> np.ndarray:
     """
     try:
         fmt = str(msg.format)
-        data = _buffer(msg.data)
+        data = byte_buffer(msg.data, 'image data')
     except AttributeError as exc:
         raise ValueError(f'not a sensor_msgs/CompressedImage: {exc}') from None
     depth = 'compressedDepth' in fmt

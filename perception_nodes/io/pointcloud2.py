@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.lib.recfunctions import structured_to_unstructured
 
+from perception_nodes.io.fields import byte_buffer, non_negative_int
 from perception_nodes.io.messages import MessageTypes, default_message_types
 
 __all__ = ['INT8', 'UINT8', 'INT16', 'UINT16', 'INT32', 'UINT32', 'FLOAT32', 'FLOAT64', 'DATATYPES',
@@ -166,44 +167,18 @@ def fields_from_dtype(dtype: np.dtype, msgs: MessageTypes | None = None) -> list
     return [point_field(n, o, d, c, msgs) for n, o, d, c in merged]
 
 
-def _as_bytes(data: Any) -> np.ndarray:
-    """``msg.data`` (numpy uint8 array, bytes, array.array('B'), list of ints) as a 1-D uint8 array."""
-    if isinstance(data, np.ndarray):
-        if data.dtype != np.uint8:
-            raise ValueError(f'data has dtype {data.dtype}, expected uint8')
-        return data.reshape(-1)
-    try:
-        return np.frombuffer(memoryview(data).cast('B'), dtype=np.uint8)
-    except TypeError:
-        pass
-    try:
-        arr = np.asarray(data)
-        if arr.ndim != 1 or arr.size and (arr.dtype.kind not in 'iu' or arr.min() < 0 or arr.max() > 255):
-            raise ValueError
-        return arr.astype(np.uint8)
-    except (TypeError, ValueError):
-        raise ValueError(f'data of type {type(data).__name__} is not a byte buffer') from None
-
-
-def _uint(msg: Any, name: str) -> int:
-    value = getattr(msg, name)
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f'{name} {value!r} is not a non-negative integer')
-    return int(value)
-
-
 def cloud_layout(msg: Any) -> tuple[np.dtype, np.ndarray]:
     """Validate a PointCloud2's layout; return (point dtype, data as uint8 array)."""
     try:
         fields, data = msg.fields, msg.data
-        height, width = _uint(msg, 'height'), _uint(msg, 'width')
-        point_step, row_step = _uint(msg, 'point_step'), _uint(msg, 'row_step')
+        height, width = non_negative_int(msg, 'height'), non_negative_int(msg, 'width')
+        point_step, row_step = non_negative_int(msg, 'point_step'), non_negative_int(msg, 'row_step')
         bigendian = bool(msg.is_bigendian)
     except AttributeError as exc:
         raise ValueError(f'not a PointCloud2 message: {exc}') from None
     if not isinstance(fields, Sequence):
         raise ValueError(f'fields is a {type(fields).__name__}, expected a sequence of PointField')
-    buf = _as_bytes(data)
+    buf = byte_buffer(data)
     n = height * width
     if n and point_step == 0:
         raise ValueError('point_step is 0 for a non-empty cloud')
