@@ -13,14 +13,13 @@ import argparse
 import json
 import time
 
-import cv2
 import numpy as np
 import torch
 
-from perception_nodes.geometry.projection import project_frame, project_points
+from perception_nodes.geometry.projection import project_frame
 from perception_nodes.geometry.sim import SMALL_BEAM_MODEL, LidarBeamModel, make_sim_frame
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
-from perception_nodes.io.kitti import find_kitti_frames, read_calib, read_velodyne, shared_data_dir
+from perception_nodes.io.kitti import find_kitti_frames, load_kitti_frame, shared_data_dir
 
 MOUNTS = {'kitti': (0.27, 0.06, -0.08), 'wide': (1.0, 0.4, -0.6)}
 
@@ -68,11 +67,9 @@ def real_kitti(configs: dict[str, VisibilityConfig]) -> dict | None:
         return None
     fractions: dict[str, list[float]] = {name: [] for name in configs}
     for files in frames:
-        calib = read_calib(files.calib)
-        image = cv2.cvtColor(cv2.imread(str(files.image)), cv2.COLOR_BGR2RGB)
-        h, w = image.shape[:2]
-        points = torch.from_numpy(read_velodyne(files.velodyne)[:, :3].copy())
-        proj = project_points(points, [calib.camera_model(w, h)], calib.T_cam_velo[None])
+        frame = load_kitti_frame(files)
+        image = frame.cameras[0].image
+        proj = project_frame(frame)
         inside = proj.in_image[0]
         for name, cfg in configs.items():
             vis = visible_mask(proj, [image], cfg)[0]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from perception_nodes.frame import CameraModel
+from perception_nodes.frame import CameraModel, CameraView, Frame
 
 DATA_ENV = 'OVP_DATA'
 
@@ -146,3 +146,33 @@ def find_kitti_frames(root: str | os.PathLike) -> list[KittiFrameFiles]:
         return frames
     raise ValueError(f'{root}: not a KITTI raw, KITTI object or SemanticKITTI folder '
                      '(expected velodyne_points/data, training/velodyne or sequences/NN/velodyne)')
+
+
+def read_image_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read a KITTI .png as an (H, W, 3) uint8 RGB array; ValueError when it cannot be read."""
+    import cv2
+
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f'{path}: cannot read image')
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def load_kitti_frame(files: KittiFrameFiles, index: int = 0) -> Frame:
+    """One KITTI frame straight from its files: points + intensity, camera 2 when image and calib exist.
+
+    SemanticKITTI labels (when present) go to ``Frame.labels`` / ``Frame.instances``.
+    """
+    scan = read_velodyne(files.velodyne)
+    labels = instances = None
+    if files.label is not None:
+        labels, instances = read_semantic_labels(files.label, len(scan))
+    cameras = []
+    if files.image is not None and files.calib is not None:
+        calib = read_calib(files.calib)
+        image = read_image_rgb(files.image)
+        h, w = image.shape[:2]
+        cameras.append(CameraView(name='camera_2', image=image, model=calib.camera_model(w, h),
+                                  T_cam_lidar=calib.T_cam_velo))
+    return Frame(stamp_ns=0, frame_id='velodyne', points=scan[:, :3], intensity=scan[:, 3], cameras=cameras,
+                 labels=labels, instances=instances, index=index)

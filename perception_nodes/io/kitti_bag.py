@@ -23,14 +23,13 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from perception_nodes.io.bags import BagWriter
 from perception_nodes.io.camera_info import camera_info_msg
 from perception_nodes.io.image import rgb_to_image_msg
 from perception_nodes.io.kitti import (KittiCalib, KittiFrameFiles, find_kitti_frames, read_calib,
-                                       read_semantic_labels, read_velodyne)
+                                       read_image_rgb, read_semantic_labels, read_velodyne)
 from perception_nodes.io.pointcloud2 import FLOAT32, UINT16, create_cloud, xyz_fields
 from perception_nodes.io.stamps import header
 from perception_nodes.io.tf_buffer import tf_message, transform_stamped_msg
@@ -76,13 +75,6 @@ def kitti_layout(root: str | os.PathLike) -> str:
 
 def _calib_key(calib: KittiCalib) -> bytes:
     return calib.P2.tobytes() + calib.T_cam_velo.tobytes()
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f'{path}: cannot read image')
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def _cloud(files: KittiFrameFiles, stamp: int):
@@ -140,7 +132,7 @@ def kitti_to_bag(src: str | os.PathLike, out: str | os.PathLike, rate_hz: float 
                     T_velo_cam = np.linalg.inv(calib.T_cam_velo)
                     edge = transform_stamped_msg(LIDAR_FRAME, CAMERA_FRAME, T_velo_cam, stamp)
                     bag.write('/tf', 'tf2_msgs/msg/TFMessage', tf_message([edge]), stamp)
-                rgb = _read_rgb(f.image)
+                rgb = read_image_rgb(f.image)
                 model = calib.camera_model(rgb.shape[1], rgb.shape[0], frame_id=CAMERA_FRAME)
                 bag.write(CAMERA_INFO_TOPIC, 'sensor_msgs/msg/CameraInfo', camera_info_msg(model, stamp),
                           stamp)

@@ -4,21 +4,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
 
 from perception_nodes.frame import CameraModel
 from perception_nodes.geometry.draw import depth_overlay
-from perception_nodes.overlay import save_png
-from perception_nodes.geometry.projection import project_points
+from perception_nodes.geometry.projection import project_frame, project_points
 from perception_nodes.geometry.sim import Scene, kitti_like_camera, make_sim_frame, mount, render_camera
 from perception_nodes.geometry.sim.camera import first_surface_visible
 from perception_nodes.geometry.sim.lidar import SMALL_BEAM_MODEL, LidarBeamModel, render_lidar
 from perception_nodes.geometry.visibility import (VisibilityConfig, depth_buffer_visibility, segment_ids_at,
                                                   superpixel_depth_visibility, superpixels, visible_mask)
-from perception_nodes.io.kitti import find_kitti_frames, read_calib, read_velodyne
+from perception_nodes.io.kitti import find_kitti_frames, load_kitti_frame
+from perception_nodes.overlay import save_png
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / 'artifacts' / 'geometry'
 
@@ -180,11 +179,11 @@ def test_kitti_frames_overlay(kitti_raw_dir, kitti_object_dir):
         for files in find_kitti_frames(root)[:2]:
             if files.image is None or files.calib is None:
                 continue
-            calib = read_calib(files.calib)
-            image = cv2.cvtColor(cv2.imread(str(files.image)), cv2.COLOR_BGR2RGB)
+            frame = load_kitti_frame(files)
+            image = frame.cameras[0].image
             h, w = image.shape[:2]
-            points = torch.from_numpy(read_velodyne(files.velodyne)[:, :3].copy())
-            proj = project_points(points, [calib.camera_model(w, h)], calib.T_cam_velo[None])
+            points = frame.points
+            proj = project_frame(frame)
             inside = proj.in_image[0]
             uv = proj.uv[0][inside]
             assert 3000 < int(inside.sum()) < 0.5 * len(points)
