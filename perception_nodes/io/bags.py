@@ -28,7 +28,7 @@ from rosbags.rosbag2.storage_mcap import McapReader
 from perception_nodes.io.messages import RosbagsMessageTypes, default_message_types
 
 __all__ = ['BagError', 'BagMessage', 'TopicSummary', 'BagSummary', 'open_bag', 'iter_messages',
-           'bag_topics', 'bag_summary', 'BagWriter', 'is_truncated']
+           'bag_topics', 'bag_summary', 'read_messages', 'BagWriter', 'is_truncated']
 
 STORAGES = ('mcap', 'sqlite3')
 
@@ -147,45 +147,52 @@ def bag_topics(reader: AnyReader) -> dict[str, str]:
 
 def iter_messages(path: str | os.PathLike, topics: Iterable[str] | None = None,
                   deserialize: bool = True, errors: dict[str, int] | None = None) -> Iterator[BagMessage]:
-    """Messages of ``topics`` (all when None) in log-time order.
+    """Messages of ``topics`` (all when None) in log-time order (opens the bag; see :func:`read_messages`)."""
+    with open_bag(path) as reader:
+        yield from read_messages(reader, topics, deserialize, errors, path)
+
+
+def read_messages(reader: AnyReader, topics: Iterable[str] | None = None, deserialize: bool = True,
+                  errors: dict[str, int] | None = None, path: str | os.PathLike = '') -> Iterator[BagMessage]:
+    """Messages of ``topics`` (all when None) of an open reader, in log-time order.
 
     A message that fails to deserialize is skipped and counted in ``errors[topic]`` when a dict is
     given (else BagError). A storage failure (truncated or corrupted file) raises BagError after
     every readable message was yielded. Unknown requested topics: BagError listing existing topics.
     """
-    with open_bag(path) as reader:
-        existing = bag_topics(reader)
-        wanted = None if topics is None else list(topics)
-        if wanted is not None:
-            missing = [t for t in wanted if t not in existing]
-            if missing:
-                raise BagError(f'{path}: topic(s) {missing} not in bag; it has {sorted(existing)}')
-        connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
-        count = 0
-        stream = reader.messages(connections=connections)
-        while True:
+    path = path or (reader.paths[0] if getattr(reader, 'paths', None) else 'bag')
+    existing = bag_topics(reader)
+    wanted = None if topics is None else list(topics)
+    if wanted is not None:
+        missing = [t for t in wanted if t not in existing]
+        if missing:
+            raise BagError(f'{path}: topic(s) {missing} not in bag; it has {sorted(existing)}')
+    connections = [c for c in reader.connections if wanted is None or c.topic in wanted]
+    count = 0
+    stream = reader.messages(connections=connections)
+    while True:
+        try:
+            connection, stamp, raw = next(stream)
+        except StopIteration:
+            if is_truncated(reader):
+                raise BagError(f'{path}: bag is truncated (its MCAP file ends mid-record, without the '
+                               f'summary/footer); read {count} message(s) before the cut') from None
+            return
+        except Exception as exc:
+            raise BagError(f'{path}: bag is truncated or corrupted; read {count} message(s) before: '
+                           f'{type(exc).__name__}: {exc}') from exc
+        count += 1
+        msg: Any = raw
+        if deserialize:
             try:
-                connection, stamp, raw = next(stream)
-            except StopIteration:
-                if is_truncated(reader):
-                    raise BagError(f'{path}: bag is truncated (its MCAP file ends mid-record, without the '
-                                   f'summary/footer); read {count} message(s) before the cut') from None
-                return
+                msg = reader.deserialize(raw, connection.msgtype)
             except Exception as exc:
-                raise BagError(f'{path}: bag is truncated or corrupted; read {count} message(s) before: '
-                               f'{type(exc).__name__}: {exc}') from exc
-            count += 1
-            msg: Any = raw
-            if deserialize:
-                try:
-                    msg = reader.deserialize(raw, connection.msgtype)
-                except Exception as exc:
-                    if errors is None:
-                        raise BagError(f'{path}: message {count} on {connection.topic} does not deserialize '
-                                       f'as {connection.msgtype}: {exc}') from exc
-                    errors[connection.topic] = errors.get(connection.topic, 0) + 1
-                    continue
-            yield BagMessage(connection.topic, connection.msgtype, stamp, msg)
+                if errors is None:
+                    raise BagError(f'{path}: message {count} on {connection.topic} does not deserialize '
+                                   f'as {connection.msgtype}: {exc}') from exc
+                errors[connection.topic] = errors.get(connection.topic, 0) + 1
+                continue
+        yield BagMessage(connection.topic, connection.msgtype, stamp, msg)
 
 
 @dataclass
@@ -326,6 +333,13 @@ class BagWriter:
         self._writer = Writer(self._tmpdir / self.path.name, version=8, storage_plugin=self._plugin)
         self._writer.open()
         return self
+
+    @property
+    def staging(self) -> Path:
+        """The bag folder being written: files put here are published with the bag, in the same rename."""
+        if self._tmpdir is None:
+            raise RuntimeError('BagWriter is not open (use it as a context manager)')
+        return self._tmpdir / self.path.name
 
     def add_topic(self, topic: str, msgtype: str, latched: bool = False) -> Any:
         """Register a topic (done on first write otherwise). ``latched``: offered QoS transient-local."""

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from perception_nodes.io.bags import BagError, bag_summary, iter_messages
-from perception_nodes.io.frames import AssemblyStats, default_topics, iter_frames
+from perception_nodes.io.bag_source import iter_frames
+from perception_nodes.stats import Stats
 from perception_nodes.io.kitti import find_kitti_frames, read_calib, read_semantic_labels, read_velodyne
 from perception_nodes.io.kitti_bag import (CAMERA_INFO_TOPIC, IMAGE_TOPIC, LIDAR_TOPIC, kitti_layout,
                                            kitti_to_bag)
@@ -27,9 +28,9 @@ def projected_inside(frame) -> tuple[int, int]:
 
 def check_frames_match_files(bag: Path, src: Path, n: int) -> list:
     files = find_kitti_frames(src)[:n]
-    stats = AssemblyStats()
-    frames = list(iter_frames(bag, default_topics(bag), stats))
-    assert len(frames) == n and stats.frames == n and not stats.dropped and not stats.malformed
+    stats = Stats()
+    frames = list(iter_frames(bag, stats=stats))
+    assert len(frames) == n and stats.counts() == {}
     for i, (frame, f) in enumerate(zip(frames, files)):
         scan = read_velodyne(f.velodyne)
         assert frame.num_points == f.velodyne.stat().st_size // 16 == len(scan)
@@ -85,7 +86,7 @@ def test_semantic_kitti_labels(tmp_path, semantic_kitti_dir):
     info = kitti_to_bag(semantic_kitti_dir, out, rate_hz=5.0, max_frames=2)
     assert info.layout == 'semantic' and info.tf_mode == 'none' and info.topics == {LIDAR_TOPIC: 2}
     files = find_kitti_frames(semantic_kitti_dir)[:2]
-    frames = list(iter_frames(out, default_topics(out)))
+    frames = list(iter_frames(out))
     assert [f.stamp_ns for f in frames] == [0, 200_000_000]
     for frame, f in zip(frames, files):
         semantic, instance = read_semantic_labels(f.label, frame.num_points)
@@ -108,7 +109,7 @@ def test_truncated_kitti_bag_yields_frames_then_error(tmp_path, raw_bag):
     (cut / 'raw_bag.mcap').write_bytes(data[:int(len(data) * 0.85)])
     frames = []
     with pytest.raises(BagError, match='truncated'):
-        for frame in iter_frames(cut, default_topics(cut)):
+        for frame in iter_frames(cut):
             frames.append(frame)
     assert 1 <= len(frames) < 3 and frames[0].num_points == 114278
 

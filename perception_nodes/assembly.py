@@ -1,0 +1,281 @@
+"""The frame assembler: one synchronized message set -> :class:`~perception_nodes.frame.Frame`.
+
+The one place where messages become frames, for bags (``io.bag_source`` synchronizes a bag's messages) and
+for the ROS nodes (message_filters synchronizes live topics) alike. The rules, documented once:
+
+- **Cloud**: the header stamp must be a valid time (``sec >= 0``, ``0 <= nanosec < 1e9``) and ``frame_id``
+  non-empty; the leading ``/`` of a frame id is stripped (ROS 1 style), and ``inputs.lidar_frame`` replaces
+  it when set. ``x, y, z`` are required; points with a non-finite coordinate are dropped (counted
+  ``nonfinite_points``). Intensity comes from the first of the fields :data:`INTENSITY_FIELDS`
+  (``intensity``, ``i``, ``reflectivity``); non-finite intensities become 0. Ground-truth ``label`` and
+  ``instance`` fields are carried into ``Frame.labels`` / ``Frame.instances`` (evaluation, pseudo-labels).
+  A cloud that breaks these rules skips the frame (``bad_cloud``, with the reason).
+- **Cameras**, each on its own: no image in the set (``camera/no_image``), no or a bad CameraInfo
+  (``camera/no_camera_info``, ``camera/bad_camera_info``), no LiDAR-to-camera transform at the cloud stamp
+  (``camera/no_transform``), or an image that cannot be decoded, is not RGB-like, or does not have the
+  CameraInfo's size (``camera/bad_image``) drops **that camera**; the frame survives with the others and
+  lists the dropped ones in ``Frame.missing_cameras``. The camera frame is the CameraInfo's frame_id, else
+  the image's (leading ``/`` stripped). Images become (H, W, 3) uint8 RGB (``io.image.to_rgb8``: mono
+  replicated, 16-bit scaled by 1/256; float images are refused).
+- **Time offsets**: a camera's ``time_offset_ns`` (image stamp minus LiDAR stamp of the same instant) is
+  subtracted before synchronization; ``CameraView.stamp_ns`` keeps the image's own stamp.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from perception_nodes import stats as reasons
+from perception_nodes.frame import CameraView, Frame
+from perception_nodes.io.camera_info import camera_model_from_msg
+from perception_nodes.io.image import decode_image
+from perception_nodes.io.pointcloud2 import read_points
+from perception_nodes.stats import Stats
+
+__all__ = ['INTENSITY_FIELDS', 'CameraInput', 'SyncedSet', 'StampShift', 'FrameAssembler', 'camera_inputs',
+           'camera_info_topic', 'camera_name', 'normalize_frame_id', 'valid_stamp_ns', 'Lookup']
+
+INTENSITY_FIELDS = ('intensity', 'i', 'reflectivity')
+_NS = 1_000_000_000
+
+# (target_frame, source_frame, stamp_ns) -> (4, 4) matrix taking source-frame points into the target frame.
+Lookup = Callable[[str, str, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class CameraInput:
+    """One configured camera: its topics, its name (overlay topic) and its time offset."""
+
+    name: str
+    image_topic: str
+    info_topic: str
+    time_offset_ns: int = 0
+
+    @property
+    def compressed(self) -> bool:
+        """image_transport naming: ``.../compressed`` carries sensor_msgs/CompressedImage."""
+        return self.image_topic.rstrip('/').endswith('/compressed')
+
+    @property
+    def image_type(self) -> str:
+        return 'sensor_msgs/msg/CompressedImage' if self.compressed else 'sensor_msgs/msg/Image'
+
+
+@dataclass
+class SyncedSet:
+    """What a synchronizer hands over: a cloud and, per configured camera, its image (None if none)."""
+
+    cloud: Any
+    images: Sequence[Any | None] = ()
+    infos: Mapping[str, Any] = field(default_factory=dict)   # camera name -> latest CameraInfo
+
+
+class StampShift:
+    """A message seen with its header stamp moved by ``-offset_ns`` (for synchronizers); ``original`` kept.
+
+    Used to apply per-camera time offsets without modifying the received message.
+    """
+
+    def __init__(self, msg: Any, offset_ns: int, stamp_factory: Callable[[int], Any]) -> None:
+        self.original = msg
+        shifted = stamp_ns(msg.header.stamp) - int(offset_ns)
+        self.header = type('ShiftedHeader', (), {'stamp': stamp_factory(shifted),
+                                                 'frame_id': msg.header.frame_id})()
+
+
+def unwrap(msg: Any) -> Any:
+    """Return the received message behind a :class:`StampShift` (or the message itself)."""
+    return getattr(msg, 'original', msg)
+
+
+def stamp_ns(stamp: Any) -> int:
+    """Nanoseconds of a header stamp; ValueError unless ``sec >= 0`` and ``0 <= nanosec < 1e9``."""
+    try:
+        sec, nanosec = (int(stamp.sec), int(stamp.nanosec)) if hasattr(stamp, 'sec') else \
+            (int(stamp.secs), int(stamp.nsecs))
+    except (AttributeError, TypeError, ValueError):
+        raise ValueError(f'not a time stamp: {stamp!r}') from None
+    if sec < 0 or not 0 <= nanosec < _NS:
+        raise ValueError(f'invalid stamp sec={sec} nanosec={nanosec} (needs sec >= 0, 0 <= nanosec < 1e9)')
+    return sec * _NS + nanosec
+
+
+def valid_stamp_ns(stamp: Any) -> int | None:
+    """:func:`stamp_ns`, or None for an invalid stamp."""
+    try:
+        return stamp_ns(stamp)
+    except ValueError:
+        return None
+
+
+def normalize_frame_id(frame_id: Any) -> str:
+    """Return a tf2 frame id: the string without a leading ``/`` (ROS 1 style)."""
+    return str(frame_id).strip().lstrip('/')
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """Return the CameraInfo topic of: ``/cam/image_raw[/compressed]`` -> ``/cam/camera_info``."""
+    topic = image_topic.rstrip('/')
+    if topic.endswith('/compressed'):
+        topic = topic[:-len('/compressed')]
+    parent = topic.rsplit('/', 1)[0]
+    return f'{parent}/camera_info'
+
+
+def camera_name(image_topic: str) -> str:
+    """Return a topic token naming a camera: its image topic's namespace joined with ``_``.
+
+    ``/kitti/camera_color_left/image_raw`` -> ``kitti_camera_color_left``; characters other than letters,
+    digits and ``_`` become ``_`` and a leading digit gets a ``_`` prefix.
+    """
+    parts = [p for p in str(image_topic).strip('/').split('/') if p]
+    if parts and parts[-1] == 'compressed':
+        parts = parts[:-1]
+    if len(parts) > 1 and parts[-1].startswith('image'):
+        parts = parts[:-1]
+    name = re.sub(r'[^A-Za-z0-9_]', '_', '_'.join(parts)) or 'camera'
+    return f'_{name}' if name[0].isdigit() else name
+
+
+def camera_inputs(image_topics: Sequence[str], info_topics: Sequence[str] = (), names: Sequence[str] = (),
+                  time_offsets_s: Sequence[float] = ()) -> list[CameraInput]:
+    """Return the configured cameras; derived names are made unique (``_2``, ``_3``, ... on a clash)."""
+    cameras: list[CameraInput] = []
+    used: set[str] = set()
+    for i, topic in enumerate(image_topics):
+        name = names[i] if names else camera_name(topic)
+        base, k = name, 2
+        while name in used:
+            name, k = f'{base}_{k}', k + 1
+        used.add(name)
+        info = info_topics[i] if info_topics else camera_info_topic(topic)
+        offset = int(round(float(time_offsets_s[i]) * 1e9)) if time_offsets_s else 0
+        cameras.append(CameraInput(name, topic, info, offset))
+    return cameras
+
+
+def to_rgb8(image: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded image: mono replicated, 16-bit divided by 256; floats refused."""
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3):
+        raise ValueError(f'image of shape {image.shape} is not RGB or mono')
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    if image.dtype != np.uint8:
+        raise ValueError(f'{image.dtype} image is not an intensity image (a depth image?)')
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    if not (image.flags.c_contiguous and image.flags.writeable):   # views of message buffers
+        image = np.array(image, order='C')
+    return image
+
+
+def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None,
+                                     int]:
+    """(xyz float32 (N, 3) finite, intensity, labels, instances, number of dropped non-finite points)."""
+    pts = read_points(msg)
+    names = pts.dtype.names or ()
+    missing = [n for n in ('x', 'y', 'z') if n not in names]
+    if missing:
+        raise ValueError(f'cloud has no {missing} field(s) (fields: {list(names)})')
+    xyz = np.empty((len(pts), 3), dtype=np.float32)
+    for i, axis in enumerate('xyz'):
+        xyz[:, i] = pts[axis]
+    keep = np.isfinite(xyz).all(axis=1)
+    dropped = int(len(keep) - np.count_nonzero(keep))
+    if dropped:
+        pts, xyz = pts[keep], xyz[keep]
+    intensity = None
+    name = next((n for n in INTENSITY_FIELDS if n in names), None)
+    if name is not None:
+        intensity = np.array(pts[name], dtype=np.float32)
+        intensity[~np.isfinite(intensity)] = 0.0
+    labels = np.array(pts['label'], dtype=np.int32) if 'label' in names else None
+    instances = np.array(pts['instance'], dtype=np.int32) if 'instance' in names else None
+    return xyz, intensity, labels, instances, dropped
+
+
+class FrameAssembler:
+    """Builds Frames from synchronized sets under the module's rules; counts every drop in ``stats``."""
+
+    def __init__(self, cameras: Sequence[CameraInput], lookup: Lookup, stats: Stats | None = None,
+                 lidar_frame: str = '') -> None:
+        self.cameras = list(cameras)
+        self.lookup = lookup
+        self.stats = stats if stats is not None else Stats()
+        self.lidar_frame = normalize_frame_id(lidar_frame) if lidar_frame else ''
+
+    def assemble(self, synced: SyncedSet, index: int = 0, where: str = '') -> Frame | None:
+        """Return the Frame of one set, or None when its cloud breaks the rules (counted with the reason)."""
+        where = where or f'frame {index}'
+        cloud = unwrap(synced.cloud)
+        try:
+            stamp = stamp_ns(cloud.header.stamp)
+            lidar_frame = self.lidar_frame or normalize_frame_id(cloud.header.frame_id)
+            if not lidar_frame:
+                raise ValueError('cloud header has an empty frame_id')
+            points, intensity, labels, instances, dropped = _cloud_arrays(cloud)
+        except Exception as exc:  # noqa: BLE001  (malformed messages fail in many ways: all are "bad cloud")
+            self.stats.count(reasons.BAD_CLOUD, problem=f'{type(exc).__name__}: {exc}', where=where)
+            return None
+        if dropped:
+            self.stats.count(reasons.NONFINITE_POINTS, dropped)
+        images = list(synced.images) + [None] * (len(self.cameras) - len(synced.images))
+        views: list[CameraView] = []
+        missing: list[str] = []
+        for cam, image in zip(self.cameras, images):
+            view = self._camera(cam, image, synced.infos.get(cam.name), lidar_frame, stamp, where)
+            if view is None:
+                missing.append(cam.name)
+            else:
+                views.append(view)
+        return Frame(stamp_ns=stamp, frame_id=lidar_frame, points=points, intensity=intensity, cameras=views,
+                     labels=labels, instances=instances, index=index, missing_cameras=missing)
+
+    def _drop(self, reason: str, cam: CameraInput, problem: str, where: str) -> None:
+        self.stats.count(reason, problem=f'{cam.name}: {problem}', where=where)
+
+    def _camera(self, cam: CameraInput, image_msg: Any, info: Any, lidar_frame: str, stamp: int,
+                where: str) -> CameraView | None:
+        if image_msg is None:
+            self._drop(reasons.NO_IMAGE, cam, f'no image on {cam.image_topic} within the sync slop', where)
+            return None
+        image_msg = unwrap(image_msg)
+        if info is None:
+            self._drop(reasons.NO_CAMERA_INFO, cam, f'no CameraInfo on {cam.info_topic}', where)
+            return None
+        try:
+            model = camera_model_from_msg(info)
+        except Exception as exc:  # noqa: BLE001
+            self._drop(reasons.BAD_CAMERA_INFO, cam, f'{type(exc).__name__}: {exc}', where)
+            return None
+        try:
+            image_stamp = stamp_ns(image_msg.header.stamp)
+            frame = normalize_frame_id(model.frame_id or image_msg.header.frame_id)
+            if not frame:
+                raise ValueError('neither CameraInfo nor image name a frame_id')
+        except Exception as exc:  # noqa: BLE001
+            self._drop(reasons.BAD_IMAGE, cam, f'{type(exc).__name__}: {exc}', where)
+            return None
+        model.frame_id = frame
+        try:
+            T = np.asarray(self.lookup(frame, lidar_frame, stamp), dtype=np.float64)
+            if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+                raise ValueError(f'transform is not a finite 4x4 matrix: {T!r}')
+        except Exception as exc:  # noqa: BLE001  (tf2 and our buffer raise several kinds)
+            self._drop(reasons.NO_TRANSFORM, cam, f'{lidar_frame} -> {frame}: {type(exc).__name__}: {exc}',
+                       where)
+            return None
+        try:
+            rgb = to_rgb8(decode_image(image_msg))
+            if rgb.shape[:2] != (model.height, model.width):
+                raise ValueError(f'image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says '
+                                 f'{model.width}x{model.height}')
+        except Exception as exc:  # noqa: BLE001  (decoders raise ValueError; OpenCV may raise cv2.error)
+            self._drop(reasons.BAD_IMAGE, cam, f'{type(exc).__name__}: {exc}', where)
+            return None
+        return CameraView(name=cam.name, image=rgb, model=model, T_cam_lidar=T, stamp_ns=image_stamp)
