@@ -1,4 +1,6 @@
-"""Evaluation of the fused point labels against ground truth (synthetic world with the oracle teacher).
+"""Bench helper: the fusion pipeline with the noisy oracle teacher on the synthetic world, scored.
+
+Used by bench/fusion_quality.py and test/bench/test_oracle_eval.py (loaded by path: bench/ is not a package).
 
 ``label_metrics``: ``UNKNOWN_LABEL`` predictions count as "no label": they lower coverage and recall,
 never precision. IoU per class c (over the evaluated points): ``TP_c / (TP_c + FP_c + FN_c)`` with unknown
@@ -16,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from perception_nodes.config import PipelineConfig, with_overrides
+from perception_nodes.config import PerceptionConfig, with_overrides
 from perception_nodes.frame import Frame
 from perception_nodes.outputs import UNKNOWN_LABEL
 from perception_nodes.pipeline.core import Pipeline
@@ -70,10 +72,11 @@ def oracle_pipeline(visibility: str, voting: bool, noise: Any, block: int = 2,
     from perception_nodes.teacher.oracle import OracleTeacher
     gen = torch.Generator().manual_seed(seed)
     emb = F.normalize(torch.randn(len(SIM_CLASSES), dim, generator=gen), dim=1)
-    cfg = with_overrides(PipelineConfig(), {
+    cfg = with_overrides(PerceptionConfig(), {
         'fusion.visibility': visibility, 'fusion.instance_voting': voting, 'overlay.enabled': False,
-        'fusion.visibility_options': {'block': block, 'dilation': 1, 'relative_threshold': 0.1},
-        'grids.occupancy': False, 'grids.voxels': False})
+        'fusion.visibility_block': block, 'fusion.visibility_dilation': 1,
+        'fusion.visibility_relative_threshold': 0.1, 'segments.enabled': voting,
+        'grids.nav_grid': False, 'grids.voxels': False})
     pipeline = Pipeline(cfg, teacher=OracleTeacher(emb, noise=noise))
     pipeline.set_vocabulary('sim', embeddings=emb)
     return pipeline

@@ -175,22 +175,40 @@ def vocabulary_from_names(names: Iterable[str], name: str = 'custom') -> Vocabul
 
 
 def load_vocabulary(source: str | Path | Sequence[str] | Vocabulary) -> Vocabulary:
-    """Load a built-in vocabulary name, a YAML path, a comma-separated string or a list of class names."""
+    """Load a vocabulary from what a user gives.
+
+    A string: a built-in name (``semantickitti``, ...), a YAML file (absolute, relative to the working
+    directory or to the package's share folder) or comma-separated class names. A list: class names, or a
+    single entry that is such a string (as node parameters give it). A single unknown word is an error, not
+    a one-class vocabulary (which would label every point alike): a typo must not pass silently.
+    """
     if isinstance(source, Vocabulary):
         return source
     if isinstance(source, (list, tuple)):
-        return vocabulary_from_names(source)
+        entries = [str(e).strip() for e in source if str(e).strip()]
+        if not entries:
+            raise ValueError('empty vocabulary: give a vocabulary name, a YAML file or class names')
+        if len(entries) > 1:
+            return vocabulary_from_names(entries)
+        source = entries[0]
     text = str(source).strip()
     if not text:
         raise ValueError('empty vocabulary: give a vocabulary name, a YAML file or class names')
-    path = Path(text).expanduser()
+    if ',' in text:      # names first: a long list must never be tried as a file name
+        return vocabulary_from_names(text.split(','))
     if text.lower() in BUILTIN_VOCABULARIES:
         path = config_dir() / 'vocabularies' / f'{text.lower()}.yaml'
-    elif not (path.suffix in ('.yaml', '.yml') or path.is_file()):
-        if ',' in text:
-            return vocabulary_from_names(text.split(','))
+    elif text.lower().endswith(('.yaml', '.yml')) or Path(text).expanduser().is_file():
+        path = Path(text).expanduser()
+        if not path.is_absolute() and not path.is_file():
+            try:
+                shared = config_dir().parent / path
+            except FileNotFoundError:
+                shared = path
+            path = shared if shared.is_file() else path
+    else:
         raise ValueError(f'unknown vocabulary {text!r}: use one of {BUILTIN_VOCABULARIES}, a YAML file, '
-                         f'or comma-separated class names')
+                         f'or comma-separated class names ("road,car")')
     if not path.is_file():
         raise FileNotFoundError(f'vocabulary file not found: {path}')
     with open(path, encoding='utf-8') as f:
@@ -299,7 +317,8 @@ class TextEmbedder:
               templates: Sequence[str] | str | Path | None = None) -> torch.Tensor:
         """(K, C) unit rows, one per class, on the CLIP device; unchanged classes come from the cache."""
         import torch
-        vocab = load_vocabulary(vocabulary)
+        vocab = vocabulary_from_names(vocabulary) if isinstance(vocabulary, (list, tuple)) else \
+            load_vocabulary(vocabulary)
         temps = load_templates(templates)
         rows = []
         for cls in vocab.classes:

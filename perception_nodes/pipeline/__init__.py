@@ -1,5 +1,6 @@
-"""The ROS-free perception pipeline (Frame -> Outputs) and its fusion maths."""
+"""The ROS-free perception pipeline (Frame -> Outputs) with interchangeable labellers."""
 from perception_nodes.pipeline.core import Pipeline
-from perception_nodes.pipeline.fusion import FeatureAccumulator, classify, vote_segments
+from perception_nodes.pipeline.labellers import (EnsembleLabeller, PointFeatures, StudentLabeller,
+                                                 TeacherLabeller)
 
-__all__ = ['Pipeline', 'FeatureAccumulator', 'classify', 'vote_segments']
+__all__ = ['Pipeline', 'TeacherLabeller', 'StudentLabeller', 'EnsembleLabeller', 'PointFeatures']

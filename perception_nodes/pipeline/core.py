@@ -1,21 +1,22 @@
-"""The ROS-free fusion pipeline.
+"""The perception pipeline: one :class:`~perception_nodes.frame.Frame` in, one :class:`Outputs` out.
 
-One :class:`~perception_nodes.frame.Frame` in, one :class:`~perception_nodes.outputs.Outputs` out.
-The ROS nodes and ``ovp replay`` call the same object.
+The ROS nodes, ``ovp replay``, ``ovp eval`` and ``ovp pseudo-label`` all call :meth:`Pipeline.process`;
+which labeller runs (``labeller.kind``: the fused 2D teacher, the 3D student, their ensemble or none) is
+configuration, not a different code path. Stages (``Outputs.timings_ms`` keys):
 
-Stages (``Outputs.timings_ms`` keys):
-``projection`` (Affinity3D Eq. 1) → ``visibility`` (Eq. 9–10, or the depth-buffer variant) →
-``teacher`` (dense 2D features per camera) → ``sampling`` (features at the visible projections) →
-``fusion`` (mean over the views that see a point, renormalised; cosine softmax against the vocabulary,
-Eq. 2–3; "unknown" below a threshold) → ``instances`` (class-agnostic segments; optional voting) →
-``occupancy`` (2D navigation grid) → ``voxels`` (semantic voxels, majority label) → ``overlay``.
+``projection`` (Affinity3D Eq. 1) → ``visibility`` (Eq. 9–10 or the depth-buffer variant) → the labeller's
+network (``teacher`` dense features / ``student`` embeddings, in a worker thread overlapping the 3D stages)
+→ ``sampling`` (teacher features at the visible projections, fused over views) → ``classify`` (the one
+classifier, ``perception_nodes.classify``) → ``instances`` (class-agnostic segments; optional voting) →
+``occupancy`` (2D navigation grid: LiDAR rays, or the student's occupancy head) → ``voxels`` (3D semantic
+voxels) → ``overlay``.
 
-Degraded input, never a crash: a camera listed in ``Frame.missing_cameras`` or whose image is not an
-(H, W, 3) uint8 array of the CameraInfo size is left out of the fusion (counted in ``counters`` and
-said in ``Outputs.notes``); points no usable camera sees keep ``UNKNOWN_LABEL`` and score 0.
+Degraded input never crashes a frame: cameras missing from the frame, or whose image is not (H, W, 3) uint8
+of the CameraInfo size, are left out and said in ``Outputs.notes``; points nobody labels are unknown.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -24,31 +25,28 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from perception_nodes.config import PipelineConfig
+from perception_nodes.classify import classify
+from perception_nodes.config import PerceptionConfig
 from perception_nodes.frame import CameraView, Frame
-from perception_nodes.geometry.occupancy import NavGridSpec, navigation_grid
 from perception_nodes.geometry.projection import project_points
-from perception_nodes.geometry.sampling import sample_features
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
-from perception_nodes.geometry.voxels import GridSpec, majority_label, voxelize
-from perception_nodes.outputs import UNKNOWN_LABEL, Outputs, SemanticVoxels
+from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
 from perception_nodes.overlay import default_palette, draw_label_overlay
-from perception_nodes.pipeline.fusion import FeatureAccumulator, classify, vote_segments
+from perception_nodes.pipeline import grids
+from perception_nodes.pipeline.fusion import vote_segments
+from perception_nodes.pipeline.labellers import (EnsembleLabeller, PointFeatures, StudentLabeller,
+                                                 TeacherLabeller)
 from perception_nodes.vocabulary import Vocabulary, load_templates, load_vocabulary
 
 RANDOM_WEIGHTS_NOTE = ('labels come from a randomly initialised CLIP ({model}, pretrained={pretrained}): '
                        'they carry NO meaning; supply real weights (--clip-pretrained TAG|PATH) for semantic '
                        'labels')
-NO_TEACHER_NOTE = ('no 2D teacher (teacher.kind=none): geometry only; every label is "unknown" '
-                   '(visibility, instances and grids are real)')
-
-
-def _timed(fn, *args) -> tuple[Any, float]:
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, (time.perf_counter() - start) * 1e3
+UNTRAINED_STUDENT_NOTE = ('labels come from a student that was not trained from meaningful pseudo-labels '
+                          '({model}): they carry NO meaning')
+NO_LABELLER_NOTE = ('no labeller (labeller.kind: none): geometry only; every label is "unknown" '
+                    '(visibility, instances and grids are real)')
+NO_CAMERA_NOTE = 'no usable camera in this frame: the teacher labelled no point (all unknown)'
 
 
 class _Timer:
@@ -65,78 +63,130 @@ class _Timer:
         self._t = now
 
 
-def _nav_spec(options: dict[str, Any]) -> NavGridSpec:
-    opts = dict(options)
-    for key in ('size_xy', 'origin_xy'):
-        if isinstance(opts.get(key), list):
-            opts[key] = tuple(opts[key])
-    try:
-        return NavGridSpec(**opts)
-    except TypeError as exc:
-        raise ValueError(f'grids.nav_grid: {exc}') from exc
+def _sha256(path: str | Path) -> str:
+    p = Path(path)
+    if p.is_dir():
+        p = p / 'model.safetensors'
+    digest = hashlib.sha256()
+    with open(p, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class Pipeline:
-    """Frame -> Outputs. ``teacher=None`` builds the configured CLIP (MaskCLIP) teacher.
+    """Frame -> Outputs with the configured labeller (module docstring).
 
-    A teacher passed in without a CLIP (e.g. the synthetic-world oracle) needs the class text embeddings
-    given to :meth:`set_vocabulary` (``embeddings=``). ``teacher.kind: none`` gives geometry-only outputs.
+    Dependencies may be injected (tests, benches, the synthetic world): ``teacher`` (any object with
+    ``dense_features(views)``, e.g. the oracle), ``student_backend`` (``infer(points) -> BackendResult``),
+    ``clip`` (a loaded CLIP). Without a CLIP text encoder, :meth:`set_vocabulary` needs ``embeddings=``.
     """
 
-    def __init__(self, config: PipelineConfig | None = None, teacher: Any | None = None,
-                 device: str | torch.device | None = None, clip: Any | None = None) -> None:
-        self.config = config or PipelineConfig()
+    def __init__(self, config: PerceptionConfig | None = None, *, teacher: Any | None = None,
+                 student_backend: Any | None = None, clip: Any | None = None,
+                 warn: Any = None) -> None:
+        self.config = config or PerceptionConfig()
         cfg = self.config
-        self.device = torch.device(device if device is not None else cfg.device)
-        try:
-            self.visibility = VisibilityConfig(variant=cfg.fusion.visibility, **cfg.fusion.visibility_options)
-        except TypeError as exc:
-            raise ValueError(f'fusion.visibility_options: {exc}') from exc
-        self.nav_spec = _nav_spec(cfg.grids.nav_grid)
-        self.voxel_grid = GridSpec(cfg.grids.voxel_lower, cfg.grids.voxel_upper, cfg.grids.voxel_shape)
-        self.clip = clip
-        self.teacher = teacher
+        self.device = torch.device(cfg.runtime.device)
+        if self.device.type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError(f'runtime.device is {cfg.runtime.device} but torch sees no CUDA device')
+        if cfg.runtime.torch_threads > 0:
+            torch.set_num_threads(cfg.runtime.torch_threads)
+        self.visibility = VisibilityConfig(
+            variant=cfg.fusion.visibility, threshold=cfg.fusion.visibility_threshold,
+            block=cfg.fusion.visibility_block, dilation=cfg.fusion.visibility_dilation,
+            relative_threshold=cfg.fusion.visibility_relative_threshold)
+        self.nav_spec = grids.nav_spec(cfg.grids)
+        self.voxel_grid = grids.voxel_spec(cfg.grids)
         self.counters: Counter[str] = Counter()
         self._pool: ThreadPoolExecutor | None = None
-        if cfg.torch_threads > 0:
-            torch.set_num_threads(cfg.torch_threads)
-        if self.teacher is None and cfg.teacher.kind == 'clip':
-            from perception_nodes.teacher.clip_models import ClipSpec, load_clip
-            from perception_nodes.teacher.maskclip import MaskClipTeacher
-            if self.clip is None:
-                spec = ClipSpec(model=cfg.teacher.clip_model, pretrained=cfg.teacher.clip_pretrained,
-                                cache_dir=cfg.teacher.cache_dir or None, offline=cfg.teacher.offline,
-                                device=str(self.device))
-                self.clip = load_clip(spec)
-            self.teacher = MaskClipTeacher(self.clip, input_size=cfg.teacher.input_size)
+        self.clip = clip
+        kind = cfg.labeller.kind
+        if kind in ('teacher', 'ensemble') and teacher is None and self.clip is None:
+            self.clip = self._load_clip()
+        elif kind == 'student' and student_backend is None and self.clip is None:
+            self.clip = self._load_clip()
+        teacher_l = student_l = None
+        if kind in ('teacher', 'ensemble'):
+            if teacher is None:
+                from perception_nodes.teacher.maskclip import MaskClipTeacher
+                teacher = MaskClipTeacher(self.clip, input_size=cfg.teacher.input_size)
+            teacher_l = TeacherLabeller(teacher, cfg.teacher.sampling, self.device)
+        if kind in ('student', 'ensemble'):
+            name = ''
+            if student_backend is None:
+                from perception_nodes.student.backends.select import load_student_backend
+                student_backend, name = load_student_backend(
+                    cfg.labeller.student, cfg.labeller.backend, cfg.runtime.device,
+                    threads=cfg.runtime.network_threads or None, warn=warn or (lambda text: None))
+            student_l = StudentLabeller(student_backend, self.device, name)
+        self.labeller: Any = {'teacher': teacher_l, 'student': student_l, 'none': None,
+                              'ensemble': None if teacher_l is None or student_l is None
+                              else EnsembleLabeller(teacher_l, student_l)}[kind]
+        self.occupancy_source = cfg.grids.occupancy_source
+        if self.occupancy_source == 'auto':
+            self.occupancy_source = 'student' if student_l is not None else 'geometry'
+        if self.occupancy_source == 'student' and student_l is None:
+            raise ValueError('grids.occupancy_source: student needs labeller.kind student or ensemble')
         self._embedder = None
         if self.clip is not None:
             from perception_nodes.vocabulary import TextEmbedder
             self._embedder = TextEmbedder(self.clip, cfg.teacher.cache_dir or None)
         self.vocabulary: Vocabulary | None = None
-        self.text_embeddings: torch.Tensor | None = None
+        self.clip_text: torch.Tensor | None = None
         self.palette = np.zeros((0, 3), dtype=np.uint8)
-        if self._embedder is not None or self.teacher is None:
-            self.set_vocabulary(cfg.vocabulary.name, cfg.vocabulary.templates)
+        if self._embedder is not None or self.labeller is None:
+            self.set_vocabulary(cfg.vocabulary.classes)
 
-    # -- vocabulary ---------------------------------------------------------------------------
+    def _load_clip(self) -> Any:
+        from perception_nodes.teacher.clip_models import ClipSpec, load_clip
+        t = self.config.teacher
+        return load_clip(ClipSpec(model=t.clip_model, pretrained=t.clip_pretrained,
+                                  cache_dir=t.cache_dir or None, offline=t.offline, device=str(self.device)))
+
+    # -- identity ---------------------------------------------------------------------------------
+    @property
+    def labeller_name(self) -> str:
+        return 'none' if self.labeller is None else self.labeller.name
+
     @property
     def meaningful(self) -> bool:
-        """True when the labels carry semantics (a pretrained CLIP or an oracle), False for random weights."""
-        return self.teacher is not None and bool(getattr(self.teacher, 'meaningful', True))
+        """True when the labels carry semantics (pretrained CLIP, oracle, or a student trained from them)."""
+        return self.labeller is not None and bool(self.labeller.meaningful)
 
     @property
     def class_names(self) -> list[str]:
         return [] if self.vocabulary is None else self.vocabulary.names
 
+    def provenance(self) -> dict[str, Any]:
+        """Who produced the labels: labeller, teacher weights identity, student file hash and training."""
+        cfg = self.config
+        out: dict[str, Any] = {'labeller': self.labeller_name, 'labels_meaningful': self.meaningful}
+        if self.clip is not None:
+            out['clip'] = {'model': cfg.teacher.clip_model, 'pretrained': cfg.teacher.clip_pretrained,
+                           'identity': getattr(self.clip, 'identity', ''),
+                           'random_weights': not getattr(self.clip, 'pretrained_meaningful', True)}
+        teacher = getattr(self.labeller, 'teacher', None) if self.labeller_name == 'ensemble' else (
+            self.labeller if self.labeller_name == 'teacher' else None)
+        if teacher is not None and self.clip is None:
+            out['teacher'] = type(teacher.teacher).__name__
+        student = self.labeller if isinstance(self.labeller, StudentLabeller) else getattr(
+            self.labeller, 'student', None)
+        if student is not None:
+            path = cfg.labeller.student
+            out['student'] = {'model': path, 'backend': student.backend_name,
+                              'sha256': _sha256(path) if path and Path(path).exists() else '',
+                              'provenance': student.provenance}
+        return out
+
+    # -- vocabulary ---------------------------------------------------------------------------------
     def set_vocabulary(self, vocabulary: Vocabulary | str | Path | Sequence[str],
                        templates: str | Sequence[str] | None = None,
                        embeddings: torch.Tensor | None = None) -> None:
         """Change the classes (live). Text embeddings come from the cache (only new classes are encoded).
 
-        ``templates`` None: the configured ones (``vocabulary.templates``).
-
-        ``embeddings`` (K, C) replaces the CLIP text encoder (oracle teachers, precomputed vocabularies).
+        ``templates`` None: the configured ones. ``embeddings`` (K, C) replaces the CLIP text encoder
+        (oracle teachers, precomputed vocabularies).
         """
         vocab = load_vocabulary(vocabulary)
         if embeddings is not None:
@@ -144,53 +194,57 @@ class Pipeline:
             if emb.ndim != 2 or emb.shape[0] != len(vocab):
                 raise ValueError(f'embeddings must be ({len(vocab)}, C) for vocabulary {vocab.name!r}, '
                                  f'got {tuple(emb.shape)}')
-            emb = F.normalize(emb.to(self.device), dim=1)
+            if not torch.isfinite(emb).all():
+                raise ValueError('class embeddings contain NaN or inf')
+            emb = torch.nn.functional.normalize(emb, dim=1)
         elif self._embedder is not None:
-            temps = load_templates(self.config.vocabulary.templates if templates is None else templates)
-            emb = self._embedder.embed(vocab, temps).to(self.device).float()
-        elif self.teacher is None:
+            emb = self._embedder.embed(vocab, self._templates(templates)).float().cpu()
+        elif self.labeller is None:
             emb = None                                      # geometry only: names for the legend
         else:
-            raise ValueError('this teacher has no CLIP text encoder: pass the class text embeddings '
+            raise ValueError('no CLIP text encoder here: pass the class text embeddings '
                              '(set_vocabulary(..., embeddings=...))')
-        if emb is not None and self.teacher is not None:
-            dim = getattr(self.teacher, 'embed_dim', emb.shape[1])
-            if emb.shape[1] != dim:
+        if emb is not None and self.labeller is not None:
+            dim = self.labeller.embed_dim if self.labeller_name == 'teacher' else None
+            if dim is not None and emb.shape[1] != dim:
                 raise ValueError(f'text embeddings have width {emb.shape[1]}, the teacher {dim}')
-        self.vocabulary, self.text_embeddings = vocab, emb
+            self.labeller.set_text(emb)
+        self.vocabulary, self.clip_text = vocab, emb
         colors = np.asarray(vocab.colors, dtype=np.uint8).reshape(-1, 3)
         self.palette = colors if len(colors) == len(vocab) else default_palette(len(vocab))
 
+    def _templates(self, templates: str | Sequence[str] | None) -> tuple[str, ...]:
+        if templates is None:
+            templates = self.config.vocabulary.templates or None
+        return load_templates(templates)
+
     def text_embedding(self, query: str) -> torch.Tensor:
-        """(C,) unit CLIP text embedding of a free-form query (prompt ensemble of the templates)."""
+        """(D,) unit embedding of a free-text query in the space of ``Outputs.embeddings``."""
         if self._embedder is None:
-            raise ValueError('text queries need a CLIP text encoder (teacher.kind: clip)')
+            raise ValueError('text queries need a CLIP text encoder')
         query = str(query).strip()
         if not query:
             raise ValueError('empty text query')
-        return self._embedder.embed([query], load_templates(self.config.vocabulary.templates))[0].float()
+        clip = self._embedder.embed_class([query], self._templates(None)).float().cpu()[None]
+        emb = self.labeller.project_query(clip)[0] if self.labeller is not None else clip[0]
+        return torch.nn.functional.normalize(emb, dim=0)
 
     def similarity(self, outputs: Outputs, query: str | torch.Tensor) -> np.ndarray:
-        """(N,) cosine similarity of each point's fused feature with a query; NaN where no camera saw it.
+        """(N,) cosine similarity of each point's feature with a query; NaN where a point has no feature.
 
-        Needs ``fusion.keep_embeddings: true`` (Outputs.embeddings).
+        Needs ``outputs.embeddings`` (``outputs.embeddings: true``).
         """
+        from perception_nodes.runtime.query import similarity_scores
         if outputs.embeddings is None:
-            raise ValueError('outputs carry no embeddings: set fusion.keep_embeddings: true')
+            raise ValueError('outputs carry no embeddings: set outputs.embeddings: true')
         q = self.text_embedding(query) if isinstance(query, str) else torch.as_tensor(query).float()
-        emb = torch.from_numpy(outputs.embeddings)
-        sim = (emb @ F.normalize(q.cpu(), dim=0)).numpy().astype(np.float32)
-        seen = outputs.visible
-        if seen is None:
-            seen = np.linalg.norm(outputs.embeddings, axis=1) > 0
-        sim[~seen] = np.nan
-        return sim
+        return similarity_scores(outputs.embeddings, q)
 
-    # -- per frame ------------------------------------------------------------------------------
+    # -- per frame ------------------------------------------------------------------------------------
     def _usable_views(self, frame: Frame, notes: list[str]) -> list[CameraView]:
         for name in frame.missing_cameras:
             self.counters['camera_missing'] += 1
-            notes.append(f'camera {name!r} missing from this frame: fused without it')
+            notes.append(f'camera {name!r} missing from this frame: labelled without it')
         usable = []
         for view in frame.cameras:
             image = np.asarray(view.image)
@@ -207,176 +261,129 @@ class Pipeline:
                 usable.append(view)
         return usable
 
-    def _navigation_grid(self, points: torch.Tensor, labels: torch.Tensor) -> Any:
-        """2D navigation grid; with ``grids.dedupe_rays`` one ray per (grid cell, height band, obstacle) key.
-
-        Rays ending in the same grid cell on the same side of the obstacle height band cross the same cells
-        up to the end cell, so casting one of them loses (almost) nothing: occupied cells are identical
-        (every occupied cell keeps an in-band representative), free cells a subset of the full cast
-        (>99.9% of them on the synthetic world, see the tests), at a fraction of the rays.
-        """
-        cfg = self.config.grids
-        obstacle = None
-        if cfg.obstacle_classes and self.text_embeddings is not None:
-            obstacle = [self.vocabulary.index(c) for c in cfg.obstacle_classes]
-        origin = torch.zeros(3, device=self.device)
-        if cfg.dedupe_rays and points.shape[0]:
-            finite = torch.isfinite(points).all(dim=1)
-            pts = points[finite]
-            lab = labels[finite]
-            grid = self.nav_spec.grid(origin)
-            lower = torch.tensor(grid.lower[:2], dtype=pts.dtype, device=pts.device)
-            cell = torch.floor((pts[:, :2] - lower) / self.nav_spec.resolution).long()
-            cell = cell.clamp(-(1 << 20), 1 << 20)
-            band = torch.bucketize(pts[:, 2].contiguous(),
-                                   torch.tensor([grid.lower[2], grid.upper[2]], dtype=pts.dtype,
-                                                device=pts.device), right=True)
-            is_obstacle = torch.zeros_like(band) if obstacle is None else \
-                torch.isin(lab, torch.as_tensor(obstacle, device=lab.device)).long()
-            key = (((cell[:, 0] + (1 << 20)) << 21) + cell[:, 1] + (1 << 20)) * 8 + band * 2 + is_obstacle
-            _, inverse = torch.unique(key, return_inverse=True)
-            first = torch.full((int(inverse.max()) + 1,), pts.shape[0], dtype=torch.long, device=pts.device)
-            first = first.scatter_reduce(0, inverse, torch.arange(pts.shape[0], device=pts.device), 'amin')
-            points, labels = pts[first], lab[first]
-        return navigation_grid(points, origin, self.nav_spec, labels if obstacle is not None else None,
-                               obstacle)
-
-    def _dense_features(self, views: list[CameraView]) -> tuple[list[torch.Tensor], float]:
-        start = time.perf_counter()
-        maps = self.teacher.dense_features(views)
-        if len(maps) != len(views):
-            raise ValueError(f'teacher returned {len(maps)} feature maps for {len(views)} views')
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-        return maps, (time.perf_counter() - start) * 1e3
-
     def _segments(self, frame: Frame) -> torch.Tensor:
         from perception_nodes.teacher.instances import segment_scan
-        try:
-            segment_ids = segment_scan(frame.points, **self.config.fusion.segment_options)
-        except TypeError as exc:
-            raise ValueError(f'fusion.segment_options: {exc}') from exc
-        segments = torch.as_tensor(np.asarray(segment_ids), device=self.device).long()
+        s = self.config.segments
+        ids = segment_scan(frame.points, ground=s.ground, ground_height=s.ground_height,
+                           ground_threshold=s.ground_threshold, eps=s.eps, min_samples=s.min_voxels,
+                           voxel_size=s.voxel_size, cluster=s.cluster)
+        segments = torch.as_tensor(np.asarray(ids), device=self.device).long()
         if segments.shape != (frame.num_points,):
             raise ValueError(f'segment_scan returned {tuple(segments.shape)} ids for {frame.num_points} '
                              f'points')
         return segments
 
-    def process(self, frame: Frame) -> Outputs:
-        """Run every stage on one frame (see the module docstring).
+    def _labels(self, results: list[PointFeatures], n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Classify each labeller's features with the one classifier; per point the most confident wins."""
+        cfg = self.config.labeller
+        labels = torch.full((n,), UNKNOWN_LABEL, dtype=torch.int64, device=self.device)
+        scores = torch.zeros(n, dtype=torch.float32, device=self.device)
+        for result in results:
+            if result.index.numel() == 0:
+                continue
+            c = classify(result.features, result.text, cfg.logit_scale, cfg.unknown_threshold)
+            better = c.scores > scores[result.index]
+            idx = result.index[better]
+            labels[idx], scores[idx] = c.labels[better], c.scores[better]
+        return labels, scores
 
-        With ``concurrent_teacher`` the 2D teacher and the occupancy grid (when it needs no labels) run in
-        worker threads while projection, visibility, segments and voxelization run here; ``timings_ms``
-        then holds each stage's own duration, ``teacher_wait`` the time spent waiting for the workers, and
-        ``total`` the wall-clock time of the call.
-        """
+    def process(self, frame: Frame) -> Outputs:
+        """Run every stage on one frame (module docstring)."""
         cfg = self.config
         wall = time.perf_counter()
         timer = _Timer(self.device)
         notes: list[str] = []
-        if self.teacher is None:
-            notes.append(NO_TEACHER_NOTE)
-        elif not self.meaningful:
-            notes.append(RANDOM_WEIGHTS_NOTE.format(model=cfg.teacher.clip_model,
-                                                    pretrained=cfg.teacher.clip_pretrained))
-        if self.teacher is not None and self.text_embeddings is None:
+        labeller = self.labeller
+        if labeller is None:
+            notes.append(NO_LABELLER_NOTE)
+        elif not labeller.meaningful:
+            student = getattr(labeller, 'student', labeller)
+            if self.clip is not None and not getattr(self.clip, 'pretrained_meaningful', True) and \
+                    self.labeller_name in ('teacher', 'ensemble'):
+                notes.append(RANDOM_WEIGHTS_NOTE.format(model=cfg.teacher.clip_model,
+                                                        pretrained=cfg.teacher.clip_pretrained))
+            if isinstance(student, StudentLabeller) and not student.meaningful:
+                notes.append(UNTRAINED_STUDENT_NOTE.format(model=cfg.labeller.student or 'injected backend'))
+        if labeller is not None and self.clip_text is None:
             raise ValueError('no vocabulary: call set_vocabulary() before process()')
         n = frame.num_points
         points = torch.as_tensor(frame.points, device=self.device)
         views = self._usable_views(frame, notes)
-        run_teacher = self.teacher is not None and bool(views) and n > 0
-        future = occupancy_future = None
-        obstacle_labels = bool(cfg.grids.obstacle_classes) and self.text_embeddings is not None
-        if run_teacher and cfg.concurrent_teacher:
-            future = self._executor().submit(self._dense_features, views)
-            if cfg.grids.occupancy and not obstacle_labels:     # the grid needs no labels: overlap it too
-                no_labels = torch.full((n,), UNKNOWN_LABEL, device=self.device)
-                occupancy_future = self._executor().submit(_timed, self._navigation_grid, points, no_labels)
+        if labeller is not None and labeller.needs_cameras and not views and n:
+            self.counters['no_usable_camera'] += 1
+            notes.append(NO_CAMERA_NOTE)
+        run = self._executor().submit if cfg.runtime.concurrent_teacher else None
+        handle = labeller.submit(frame, views, run) if labeller is not None else None
+        obstacle = None
+        if cfg.grids.obstacle_classes and self.vocabulary is not None:
+            obstacle = [self.vocabulary.index(c) for c in cfg.grids.obstacle_classes]
+        nav_future = None
+        geometric_nav = cfg.grids.nav_grid and self.occupancy_source == 'geometry'
+        if geometric_nav and obstacle is None and run is not None:
+            nav_future = run(self._timed_nav, points, None, None)
 
-        # projection + visibility
         models = [v.model for v in views]
         T = np.stack([v.T_cam_lidar for v in views]) if views else np.zeros((0, 4, 4))
         proj = project_points(points, models, T)
         timer.lap('projection')
         visible = visible_mask(proj, [v.image for v in views], self.visibility) if views else proj.in_image
         timer.lap('visibility')
-
-        # label-independent 3D work (overlaps the teacher when it runs concurrently)
-        segments = self._segments(frame)
+        segments = self._segments(frame) if cfg.segments.enabled and n else \
+            torch.full((n,), -1, dtype=torch.int64, device=self.device)
         timer.lap('instances')
-        occupancy = None
-        if cfg.grids.occupancy and not obstacle_labels and occupancy_future is None:
-            occupancy = self._navigation_grid(points, torch.full((n,), UNKNOWN_LABEL, device=self.device))
-            timer.lap('occupancy')
-        vox = voxelize(points, self.voxel_grid) if cfg.grids.voxels else None
-        timer.lap('voxels')
 
-        labels = torch.full((n,), UNKNOWN_LABEL, dtype=torch.int64, device=self.device)
-        scores = torch.zeros(n, dtype=torch.float32, device=self.device)
-        acc = FeatureAccumulator(n, self.device)
-        fused_index = torch.zeros(0, dtype=torch.int64, device=self.device)
-        fused = torch.zeros(0, 0, device=self.device)
-        if run_teacher:
-            if future is not None:
-                maps, teacher_ms = future.result()
-                if occupancy_future is not None:
-                    occupancy, timer.times['occupancy'] = occupancy_future.result()
-                timer.lap('teacher_wait')
-            else:
-                maps, teacher_ms = self._dense_features(views)
-                timer.lap('teacher_wait')
-            timer.times['teacher'] = teacher_ms
-            for m, fmap in enumerate(maps):
-                idx = torch.nonzero(visible[m]).reshape(-1)
-                if idx.numel() == 0:
-                    continue
-                feats = sample_features(fmap.to(self.device), proj.uv[m, idx], proj.image_sizes[m],
-                                        cfg.teacher.sampling).float()
-                feats = feats.div_(feats.norm(dim=1, keepdim=True).clamp_min_(1e-12))   # in place: no copy
-                acc.add(idx, feats, unit=True)
-            timer.lap('sampling')
-            fused_index, fused = acc.fused()
-            if fused_index.numel():
-                result = classify(fused, self.text_embeddings, cfg.fusion.logit_scale,
-                                  cfg.fusion.unknown_threshold, normalized=True)
-                labels[fused_index], scores[fused_index] = result.labels, result.scores
-            timer.lap('fusion')
-        else:
-            for m in range(len(views)):
-                acc.count += visible[m].int()
-        seen = acc.seen
-
-        if cfg.fusion.instance_voting and self.text_embeddings is not None:
-            features = (fused_index, fused) if cfg.fusion.voting == 'mean_feature' else None
+        results: list[PointFeatures] = []
+        if labeller is not None:
+            collected = labeller.collect(handle, frame, proj, visible)
+            results = collected if isinstance(collected, list) else [collected]
+            timer.lap('labeller_wait')
+            for r in results:
+                timer.times.update(r.timings_ms)
+        labels, scores = self._labels(results, n)
+        timer.lap('classify')
+        primary = results[0] if results else None
+        if cfg.fusion.instance_voting and primary is not None and n:
+            features = (primary.index, primary.features) if cfg.fusion.voting == 'mean_feature' else None
             labels, scores = vote_segments(segments, labels, scores, len(self.class_names), cfg.fusion.voting,
-                                           features, self.text_embeddings, cfg.fusion.logit_scale,
-                                           cfg.fusion.unknown_threshold)
+                                           features, primary.text, cfg.labeller.logit_scale,
+                                           cfg.labeller.unknown_threshold)
         instances = torch.where(segments >= 0, segments + 1, torch.zeros_like(segments))
         timer.lap('instances')
 
-        if cfg.grids.occupancy and obstacle_labels:
-            occupancy = self._navigation_grid(points, labels)
-        if occupancy is not None:
-            occupancy.frame_id = occupancy.frame_id or frame.frame_id
+        occupancy = None
+        occupancy_3d = None
+        student = next((r for r in results if r.source == 'student'), None)
+        if self.occupancy_source == 'student' and student is not None and \
+                student.occupancy_logits is not None:
+            occupancy_3d = grids.occupied_probability(student.occupancy_logits)
+        if cfg.grids.nav_grid:
+            if occupancy_3d is not None:
+                occupancy = grids.student_nav_grid(occupancy_3d, student.grid, cfg.grids.nav_z_min,
+                                                   cfg.grids.nav_z_max)
+            elif nav_future is not None:
+                occupancy, timer.times['occupancy'] = nav_future.result()
+            elif geometric_nav:
+                occupancy = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
+            if occupancy is not None:
+                occupancy.frame_id = occupancy.frame_id or frame.frame_id
         timer.lap('occupancy')
 
         voxels = None
-        if vox is not None:
-            known = (labels != UNKNOWN_LABEL) & (vox.point_to_voxel >= 0)
-            vox_labels = majority_label(vox.point_to_voxel[known], labels[known], vox.num_voxels)
-            vox_labels = torch.where(vox_labels < 0, torch.full_like(vox_labels, UNKNOWN_LABEL), vox_labels)
-            voxels = SemanticVoxels(centers=self.voxel_grid.voxel_centers(vox.coords).cpu().numpy(),
-                                    labels=vox_labels.cpu().numpy(),
-                                    voxel_size=np.asarray(self.voxel_grid.voxel_size))
+        if cfg.grids.voxels:
+            if occupancy_3d is not None:
+                voxels = grids.student_voxels(occupancy_3d, student.grid, points, labels,
+                                              student.voxel_features, self.clip_text,
+                                              cfg.labeller.logit_scale, cfg.labeller.unknown_threshold)
+            else:
+                voxels = grids.semantic_voxels(points, labels, self.voxel_grid)
         timer.lap('voxels')
 
         labels_np = labels.cpu().numpy().astype(np.uint16)
         overlays: dict[str, np.ndarray] = {}
-        if cfg.overlay.enabled:
-            # without a teacher there are no labels to draw: points show their class-agnostic instance
-            # (ground / noise grey) so the overlay still shows projection and segmentation
+        if cfg.overlay.enabled and views:
+            # without labels the overlay shows class-agnostic instances (ground / noise grey)
             drawn, palette = labels_np, self.palette
-            if self.text_embeddings is None:
+            if labeller is None:
                 seg = segments.cpu().numpy()
                 drawn = np.where(seg >= 0, seg % 20, UNKNOWN_LABEL)
                 palette = default_palette(20)
@@ -387,17 +394,27 @@ class Pipeline:
         timer.lap('overlay')
 
         embeddings = None
-        if cfg.fusion.keep_embeddings and fused.numel():
-            emb = torch.zeros(n, fused.shape[1], dtype=torch.float32, device=self.device)
-            emb[fused_index] = fused
+        if cfg.outputs.embeddings and primary is not None and primary.features.numel():
+            emb = torch.zeros(n, primary.features.shape[1], dtype=torch.float32, device=self.device)
+            emb[primary.index] = torch.nan_to_num(primary.features.float())
             embeddings = emb.cpu().numpy()
+        seen = visible.any(dim=0) if len(views) else torch.zeros(n, dtype=torch.bool)
         timings = dict(timer.times)
         timings['total'] = (time.perf_counter() - wall) * 1e3
         return Outputs(stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, points=frame.points,
                        intensity=frame.intensity, labels=labels_np, scores=scores.cpu().numpy(),
                        instances=instances.cpu().numpy().astype(np.uint32), class_names=self.class_names,
-                       embeddings=embeddings, visible=seen.cpu().numpy(), occupancy=occupancy, voxels=voxels,
-                       overlays=overlays, timings_ms=timings, notes=notes)
+                       palette=self.palette, labeller=self.labeller_name, embeddings=embeddings,
+                       visible=seen.cpu().numpy(), occupancy=occupancy, voxels=voxels,
+                       occupancy_3d=occupancy_3d, overlays=overlays,
+                       camera_frames={v.name: (v.model.frame_id,
+                                               v.stamp_ns or frame.stamp_ns) for v in views},
+                       timings_ms=timings, notes=notes)
+
+    def _timed_nav(self, points: torch.Tensor, labels: Any, obstacle: Any) -> tuple[Any, float]:
+        start = time.perf_counter()
+        grid = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
+        return grid, (time.perf_counter() - start) * 1e3
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -405,7 +422,7 @@ class Pipeline:
         return self._pool
 
     def close(self) -> None:
-        """Stop the teacher worker thread (also done at interpreter exit)."""
+        """Stop the worker threads (also done at interpreter exit)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None

@@ -3,18 +3,15 @@
 - ``FeatureAccumulator``: mean of the teacher features of the views that see a point, renormalised
   (the multi-view aggregation of the label-free seed and of Affinity3D's visible-only transfer,
   Affinity3D Eq. 11: only points whose visibility mask is set receive 2D knowledge).
-- ``classify``: cosine logits against the class text embeddings with a temperature, softmax, and an
-  "unknown" threshold on the winning probability (Affinity3D Eq. 2–3; CLIP zero-shot classification).
 - ``vote_segments``: instance voting, points of one class-agnostic segment share one label
   (majority of the member labels, or the class of the segment's mean feature — Affinity3D Eq. 4
   applied to the mean of the fused point features instead of a crop feature).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
+from perception_nodes.classify import classify
 from perception_nodes.outputs import UNKNOWN_LABEL
 
 VOTING_MODES = ('majority', 'mean_feature')
@@ -76,38 +73,6 @@ class FeatureAccumulator:
             total.index_add_(0, pos[idx], feats)
         mean = total / self.count[index].unsqueeze(1).float()
         return index, torch.nn.functional.normalize(mean, dim=1)
-
-
-@dataclass
-class Classification:
-    labels: torch.Tensor    # (n,) int64 class index, UNKNOWN_LABEL when below the threshold
-    scores: torch.Tensor    # (n,) float32 winning probability
-    probs: torch.Tensor     # (n, K) float32
-
-
-def classify(features: torch.Tensor, text_embeddings: torch.Tensor, logit_scale: float = 100.0,
-             unknown_threshold: float = 0.0, normalized: bool = False) -> Classification:
-    """Softmax over scaled cosine similarities, ``p = softmax(s · f·t_k / (|f||t_k|))`` (Affinity3D Eq. 3).
-
-    A point whose winning probability is below ``unknown_threshold`` is labelled UNKNOWN_LABEL.
-    ``normalized``: ``features`` rows are already unit vectors (skips a copy).
-    """
-    if text_embeddings.ndim != 2 or text_embeddings.shape[0] == 0:
-        raise ValueError('the vocabulary is empty: no class text embeddings to classify against')
-    if features.ndim != 2 or (features.shape[0] and features.shape[1] != text_embeddings.shape[1]):
-        raise ValueError(f'feature width {tuple(features.shape)} does not match the text embeddings '
-                         f'{tuple(text_embeddings.shape)}')
-    n, k = features.shape[0], text_embeddings.shape[0]
-    if n == 0:
-        empty = torch.zeros(0, dtype=torch.int64, device=features.device)
-        return Classification(empty, torch.zeros(0, device=features.device),
-                              torch.zeros(0, k, device=features.device))
-    f = features.float() if normalized else torch.nn.functional.normalize(features.float(), dim=1)
-    t = torch.nn.functional.normalize(text_embeddings.to(f.device, torch.float32), dim=1)
-    probs = torch.softmax(float(logit_scale) * (f @ t.T), dim=1)
-    scores, labels = probs.max(dim=1)
-    labels = torch.where(scores < unknown_threshold, torch.full_like(labels, UNKNOWN_LABEL), labels)
-    return Classification(labels, scores, probs)
 
 
 def vote_segments(segments: torch.Tensor, labels: torch.Tensor, scores: torch.Tensor, num_classes: int,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from perception_nodes.student.config import StudentConfig
 from perception_nodes.student.devoxelize import grid_cells, scatter_mean
@@ -80,22 +79,6 @@ class PointLanguageHead(nn.Module):
         if self.text_projection is not None:
             text = self.text_projection(text)
         return unit(text)
-
-
-def classify(embeddings: torch.Tensor, text_embeddings: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Affinity3D Eq. 13/18: label = argmax_c <f_i, t_c>; returns (labels (N,), cosine scores (N,)).
-
-    ``text_embeddings`` must already live in the embedding space (see ``project_text``); both sides are
-    L2-normalised here so the scores are cosine similarities in [-1, 1].
-    """
-    if embeddings.ndim != 2 or text_embeddings.ndim != 2 or embeddings.shape[1] != text_embeddings.shape[1]:
-        raise ValueError(f'classify: embeddings {tuple(embeddings.shape)} and text embeddings '
-                         f'{tuple(text_embeddings.shape)} must be (N, D) and (V, D)')
-    if text_embeddings.shape[0] == 0:
-        raise ValueError('classify: empty vocabulary')
-    logits = F.normalize(embeddings, dim=1, eps=1e-6) @ F.normalize(text_embeddings, dim=1, eps=1e-6).T
-    scores, labels = logits.max(dim=1) if len(logits) else (logits.new_zeros(0), logits.new_zeros(0).long())
-    return labels, scores
 
 
 class VoxelHeads(nn.Module):

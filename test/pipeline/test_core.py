@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from perception_nodes.config import PipelineConfig, with_overrides
+from perception_nodes.config import PerceptionConfig, with_overrides
 from perception_nodes.frame import CameraModel, CameraView, Frame
 from perception_nodes.geometry.sim import SIM_CLASSES
 from perception_nodes.outputs import UNKNOWN_LABEL
@@ -58,10 +58,10 @@ def _frame(n=400, seed=0, cams=2):
 
 def _config(**overrides):
     base = {'fusion.visibility': 'none', 'fusion.instance_voting': False, 'teacher.sampling': 'nearest',
-            'fusion.logit_scale': 10.0, 'grids.nav_grid': {'resolution': 0.5, 'size_xy': [40.0, 40.0]},
+            'labeller.logit_scale': 10.0, 'grids.nav_resolution': 0.5, 'grids.nav_size': [40.0, 40.0],
             'grids.voxel_shape': [64, 64, 8]}
     base.update(overrides)
-    return with_overrides(PipelineConfig(), base)
+    return with_overrides(PerceptionConfig(), base)
 
 
 def _pipeline(config, k=4, c=8, seed=1):
@@ -116,7 +116,7 @@ def test_process_matches_per_point_reference():
     assert set(out.overlays) == {'/cam0/image_raw', '/cam1/image_raw'}
     assert out.overlays['/cam0/image_raw'].shape == (H, W, 3)
     assert out.notes == []
-    for stage in ('projection', 'visibility', 'teacher', 'sampling', 'fusion', 'instances', 'occupancy',
+    for stage in ('projection', 'visibility', 'teacher', 'sampling', 'classify', 'instances', 'occupancy',
                   'voxels', 'overlay', 'total'):
         assert out.timings_ms[stage] >= 0
     assert out.occupancy.data.shape == (80, 80) and out.occupancy.frame_id == 'velo'
@@ -130,7 +130,7 @@ def test_process_matches_per_point_reference():
 
 def test_unknown_threshold():
     frame = _frame()
-    p, teacher, emb = _pipeline(_config(**{'fusion.unknown_threshold': 0.9}))
+    p, teacher, emb = _pipeline(_config(**{'labeller.unknown_threshold': 0.9}))
     out = p.process(frame)
     ref_labels, ref_scores = _reference(frame, teacher, emb, 10.0)
     expect = np.where(ref_scores >= 0.9, ref_labels, UNKNOWN_LABEL)
@@ -140,9 +140,9 @@ def test_unknown_threshold():
 
 def test_instance_voting_gives_segments_one_label():
     frame = _frame(n=600)
-    p, _, _ = _pipeline(_config(**{'fusion.instance_voting': True,
-                                   'fusion.segment_options': {'ground': 'none', 'eps': 2.5, 'min_samples': 2,
-                                                              'voxel_size': None}}))
+    p, _, _ = _pipeline(_config(**{'fusion.instance_voting': True, 'segments.ground': 'none',
+                                   'segments.eps': 2.5, 'segments.min_voxels': 2,
+                                   'segments.voxel_size': 0.5}))
     out = p.process(frame)
     assert (out.instances > 0).any()
     for inst in np.unique(out.instances[out.instances > 0]):
@@ -214,7 +214,7 @@ def test_live_vocabulary_change_and_bad_vocabularies(tmp_path):
 
 
 def test_geometry_only_without_teacher():
-    p = Pipeline(_config(**{'teacher.kind': 'none', 'vocabulary.name': 'sim'}))
+    p = Pipeline(_config(**{'labeller.kind': 'none', 'vocabulary.classes': ['sim']}))
     out = p.process(_frame())
     assert (out.labels == UNKNOWN_LABEL).all() and (out.scores == 0).all()
     assert out.visible.any() and not out.visible.all()
@@ -226,8 +226,8 @@ def test_geometry_only_without_teacher():
 def test_tiny_random_clip_is_flagged_and_queries_work(tmp_path):
     cfg = _config(**{'teacher.clip_model': 'ovp-tiny', 'teacher.clip_pretrained': 'none',
                      'teacher.input_size': [48, 64], 'teacher.cache_dir': str(tmp_path),
-                     'vocabulary.name': 'road,car,tree', 'vocabulary.templates': ['a photo of a {}.'],
-                     'fusion.keep_embeddings': True})
+                     'vocabulary.classes': 'road,car,tree', 'vocabulary.templates': ['a photo of a {}.'],
+                     'outputs.embeddings': True})
     p = Pipeline(cfg)
     assert not p.meaningful
     assert p._embedder.encoded_classes == 3
@@ -246,7 +246,7 @@ def test_tiny_random_clip_is_flagged_and_queries_work(tmp_path):
     np.testing.assert_allclose(sim[seen], out.embeddings[seen] @ q, atol=1e-5)
     assert np.isnan(sim[~seen]).all()
     # the labels are the argmax of the cosine with the class text embeddings
-    text = p.text_embeddings.numpy()
+    text = p.clip_text.numpy()
     seen_known = seen & (out.labels != UNKNOWN_LABEL)
     assert np.array_equal(out.labels[seen_known], (out.embeddings[seen_known] @ text.T).argmax(1))
 
@@ -261,13 +261,12 @@ def test_weights_not_matching_model(tmp_path):
 
 
 def test_bad_pipeline_options():
-    with pytest.raises(ValueError, match='fusion.visibility_options'):
-        Pipeline(_config(**{'teacher.kind': 'none', 'fusion.visibility_options': {'blok': 3}}))
-    with pytest.raises(ValueError, match='grids.nav_grid'):
-        Pipeline(_config(**{'teacher.kind': 'none', 'grids.nav_grid': {'res': 3}}))
-    p, _, _ = _pipeline(_config(**{'fusion.segment_options': {'epsilon': 1}}))
-    with pytest.raises(ValueError, match='fusion.segment_options'):
-        p.process(_frame())
+    with pytest.raises(ValueError, match=r"unknown config key\(s\) \['fusion.visibility_blok'\]"):
+        _config(**{'fusion.visibility_blok': 3})
+    with pytest.raises(ValueError, match='grids.nav_resolution must be >= 0.01'):
+        _config(**{'grids.nav_resolution': 0.001})
+    with pytest.raises(ValueError, match='occupancy_source: student needs'):
+        Pipeline(_config(**{'labeller.kind': 'none', 'grids.occupancy_source': 'student'}))
 
 
 def test_deduplicated_rays_give_the_same_occupied_cells():
@@ -279,12 +278,10 @@ def test_deduplicated_rays_give_the_same_occupied_cells():
     z = np.where(rng.random(n) < 0.6, -1.73, rng.uniform(-1.7, 1.5, n))   # ground + objects
     pts = np.c_[r * np.cos(a), r * np.sin(a), z].astype(np.float32)
     frame = Frame(stamp_ns=1, frame_id='velo', points=pts)
-    cfg = _config(**{'teacher.kind': 'none', 'grids.voxels': False})
+    cfg = _config(**{'labeller.kind': 'none', 'grids.voxels': False})
     deduped = Pipeline(cfg).process(frame).occupancy.data
     full = navigation_grid(torch.from_numpy(pts), torch.zeros(3), Pipeline(cfg).nav_spec).data
     assert np.array_equal(deduped == 100, full == 100)
     free, free_full = deduped == 0, full == 0
     assert not (free & ~free_full).any()
     assert free.sum() >= 0.99 * free_full.sum()
-    off = with_overrides(cfg, {'grids.dedupe_rays': False})
-    assert np.array_equal(Pipeline(off).process(frame).occupancy.data, full)

@@ -1,14 +1,13 @@
 """Fusion maths against slow per-point references."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
 
 from perception_nodes.outputs import UNKNOWN_LABEL
-from perception_nodes.pipeline.fusion import FeatureAccumulator, classify, vote_segments
+from perception_nodes.classify import classify
+from perception_nodes.pipeline.fusion import FeatureAccumulator, vote_segments
 
 
 def _unit(x):
@@ -63,33 +62,6 @@ def test_accumulator_rejects_mismatched_features():
 def test_empty_accumulator():
     index, fused = FeatureAccumulator(4).fused()
     assert index.numel() == 0 and fused.shape[0] == 0
-
-
-def test_classify_matches_softmax_reference():
-    rng = np.random.default_rng(1)
-    f = rng.normal(size=(25, 8)).astype(np.float32)
-    t = rng.normal(size=(4, 8)).astype(np.float32)
-    scale, thr = 10.0, 0.6
-    out = classify(torch.from_numpy(f), torch.from_numpy(t), scale, thr)
-    pre = classify(torch.from_numpy(_unit(f)), torch.from_numpy(t), scale, thr, normalized=True)
-    assert torch.equal(pre.labels, out.labels) and torch.allclose(pre.probs, out.probs, atol=1e-6)
-    for i in range(len(f)):
-        cos = [float(f[i] @ t[k] / np.linalg.norm(f[i]) / np.linalg.norm(t[k])) for k in range(4)]
-        e = [math.exp(scale * x) for x in cos]
-        p = [x / sum(e) for x in e]
-        k = int(np.argmax(p))
-        np.testing.assert_allclose(out.probs[i].numpy(), p, rtol=1e-4)
-        assert out.scores[i].item() == pytest.approx(p[k], rel=1e-4)
-        assert out.labels[i].item() == (k if p[k] >= thr else UNKNOWN_LABEL)
-    assert (out.labels == UNKNOWN_LABEL).any() and (out.labels != UNKNOWN_LABEL).any()
-
-
-def test_classify_bad_input():
-    with pytest.raises(ValueError, match='vocabulary is empty'):
-        classify(torch.ones(3, 4), torch.zeros(0, 4))
-    with pytest.raises(ValueError, match='does not match'):
-        classify(torch.ones(3, 4), torch.ones(2, 5))
-    assert classify(torch.zeros(0, 4), torch.ones(2, 4)).labels.numel() == 0
 
 
 def _vote_reference(segments, labels, scores):

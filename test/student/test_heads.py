@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from perception_nodes.student.heads import (LinearSoftplusLinear, PointLanguageHead, block_stack, classify,
-                                            softplus, unit)
+from perception_nodes.student.heads import (LinearSoftplusLinear, PointLanguageHead, block_stack, softplus,
+                                            unit)
 
 
 def test_softplus_matches_torch_including_extremes():
@@ -36,35 +36,6 @@ def test_block_stack_is_n_linear_softplus_linear_blocks():
         if i < 2:
             h = F.softplus(h)
     torch.testing.assert_close(stack(x), h, rtol=1e-5, atol=1e-5)
-
-
-def test_classify_against_a_loop_over_points():
-    """Affinity3D Eq. 13/18: label = argmax cosine(point embedding, text embedding)."""
-    g = torch.Generator().manual_seed(0)
-    emb = torch.randn(40, 6, generator=g)
-    text = torch.randn(5, 6, generator=g) * 3
-    labels, scores = classify(emb, text)
-    for i in range(len(emb)):
-        cos = [float(emb[i] @ t / (emb[i].norm() * t.norm())) for t in text]
-        best = max(range(len(cos)), key=cos.__getitem__)
-        assert labels[i].item() == best
-        assert scores[i].item() == pytest.approx(cos[best], abs=1e-5)
-
-
-def test_classify_known_answer():
-    emb = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-1.0, -1.0]])
-    text = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
-    labels, scores = classify(emb, text)
-    assert labels.tolist()[:2] == [1, 0]
-    assert scores[:2].tolist() == pytest.approx([1.0, 1.0])
-    assert scores[2].item() == pytest.approx(-math.sqrt(0.5), abs=1e-6)
-
-
-def test_classify_bad_input():
-    with pytest.raises(ValueError, match='must be'):
-        classify(torch.randn(4, 3), torch.randn(2, 5))
-    with pytest.raises(ValueError, match='empty vocabulary'):
-        classify(torch.randn(4, 3), torch.randn(0, 3))
 
 
 def test_projection_maps_text_into_the_k_dim_space(tiny):

@@ -58,8 +58,8 @@ class BackendResult:
     point_embeddings: (N, D) float32 unit vectors for ALL N input points. Points removed by the
       deterministic subsampling get the embedding of their nearest kept neighbour (in xyz); points
       with a non-finite coordinate get a NaN row (so cosine scores are NaN: "unknown") and ``valid`` False.
-    text_projection: (K, C) when the student embeds into a projected K-dim space, else None; use
-      ``classify`` which applies it.
+    text_projection: (K, C) when the student embeds into a projected K-dim space, else None: map the
+      vocabulary's CLIP text embeddings through it before classifying (``perception_nodes.classify``).
     """
 
     point_embeddings: np.ndarray
@@ -72,27 +72,6 @@ class BackendResult:
     subsampled: bool
     timings: dict[str, float]
     text_projection: np.ndarray | None = None
-
-    def classify(self, text_embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Affinity3D Eq. 13/18 on every point: (labels (N,) int64, -1 where invalid; cosine scores)."""
-        text = np.asarray(text_embeddings, dtype=np.float32)
-        if text.ndim != 2 or len(text) == 0:
-            raise ValueError(f'text embeddings must be a non-empty (V, C) array, got {text.shape}')
-        if self.text_projection is not None:
-            if text.shape[1] != self.text_projection.shape[1]:
-                raise ValueError(f'text embeddings have {text.shape[1]} dims, the student expects '
-                                 f'{self.text_projection.shape[1]}')
-            text = text @ self.text_projection.T
-        if text.shape[1] != self.point_embeddings.shape[1]:
-            raise ValueError(f'text embeddings have {text.shape[1]} dims, point embeddings '
-                             f'{self.point_embeddings.shape[1]}')
-        text = text / np.maximum(np.linalg.norm(text, axis=1, keepdims=True), 1e-12)
-        logits = np.nan_to_num(self.point_embeddings) @ text.T
-        labels = logits.argmax(axis=1) if len(logits) else np.zeros(0, np.int64)
-        scores = np.take_along_axis(logits, labels[:, None], axis=1)[:, 0] if len(logits) else \
-            np.zeros(0, np.float32)
-        labels = np.where(self.valid, labels, -1).astype(np.int64)
-        return labels, np.where(self.valid, scores, 0.0).astype(np.float32)
 
 
 class StudentBackend(ABC):

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception_nodes.student.backends import BackendConfig, BackendResult, load_backend
+from perception_nodes.student.backends import BackendConfig, load_backend
 
 
 def test_backend_config_validation_and_round_trip():
@@ -16,33 +16,6 @@ def test_backend_config_validation_and_round_trip():
         BackendConfig(max_points=0)
     with pytest.raises(ValueError, match='unknown backend config keys'):
         BackendConfig.from_dict({'kind': 'torch', 'batch': 4})
-
-
-def _result(emb, valid, projection=None):
-    return BackendResult(point_embeddings=np.asarray(emb, np.float32), valid=np.asarray(valid),
-                         occupancy_logits=np.zeros((1, 1, 1, 2)), voxel_features=None, num_input=len(emb),
-                         num_used=len(emb), num_nonfinite=0, subsampled=False, timings={},
-                         text_projection=projection)
-
-
-def test_result_classify_known_answer_and_invalid_points():
-    res = _result([[1, 0], [0, 1], [np.nan, np.nan]], [True, True, False])
-    labels, scores = res.classify(np.array([[0.0, 3.0], [2.0, 0.0]]))
-    assert labels.tolist() == [1, 0, -1]
-    assert scores.tolist() == pytest.approx([1.0, 1.0, 0.0])
-    with pytest.raises(ValueError, match='dims'):
-        res.classify(np.ones((2, 3)))
-    with pytest.raises(ValueError, match='non-empty'):
-        res.classify(np.ones((0, 2)))
-
-
-def test_result_classify_applies_the_text_projection():
-    projection = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]], np.float32)   # K=2 <- C=3
-    res = _result([[0, 1], [1, 0]], [True, True], projection)
-    labels, _ = res.classify(np.array([[5.0, 0.0, 0.1], [0.0, 9.0, 1.0]]))
-    assert labels.tolist() == [1, 0]
-    with pytest.raises(ValueError, match='expects 3'):
-        res.classify(np.ones((2, 2)))
 
 
 @pytest.mark.parametrize('ckpt', ['range_checkpoint', 'sparse_checkpoint'])

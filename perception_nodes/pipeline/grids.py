@@ -1,0 +1,115 @@
+"""The pipeline's grid outputs: the 2D navigation grid and 3D semantic voxels, from geometry or the student.
+
+- geometry: :func:`geometric_nav_grid` casts the LiDAR rays (``geometry.occupancy``); :func:`semantic_voxels`
+  labels the occupied voxels of a grid with the majority known label of their points;
+- the student's occupancy head (POP-3D Eq. 2-3): :func:`student_voxels` keeps the voxels it predicts
+  occupied (p(occupied) > 0.5), labelled by the voxel language head when the model exports it (classified
+  against the CLIP text embeddings) else by the majority label of their points; :func:`student_nav_grid`
+  marks a column occupied when an in-band voxel is, free otherwise.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from perception_nodes.classify import classify
+from perception_nodes.geometry.occupancy import NavGridSpec, navigation_grid
+from perception_nodes.geometry.voxels import GridSpec, majority_label, voxelize
+from perception_nodes.outputs import UNKNOWN_LABEL, OccupancyGrid2D, SemanticVoxels
+
+
+def nav_spec(grids: Any) -> NavGridSpec:
+    """Return the NavGridSpec of a ``GridsConfig``."""
+    return NavGridSpec(resolution=grids.nav_resolution, size_xy=tuple(grids.nav_size), z_min=grids.nav_z_min,
+                       z_max=grids.nav_z_max)
+
+
+def voxel_spec(grids: Any) -> GridSpec:
+    """Return the semantic-voxel GridSpec of a ``GridsConfig``."""
+    return GridSpec(tuple(grids.voxel_lower), tuple(grids.voxel_upper), tuple(grids.voxel_shape))
+
+
+def geometric_nav_grid(points: torch.Tensor, labels: torch.Tensor | None, spec: NavGridSpec,
+                       obstacle: Sequence[int] | None = None) -> OccupancyGrid2D:
+    """Ray-cast navigation grid; one ray per (grid cell, height band, obstacle flag) key.
+
+    Rays ending in the same cell on the same side of the obstacle band cross the same cells up to the end
+    cell, so one of them suffices: occupied cells are identical, free cells a subset of the all-rays cast.
+    Keys are computed in float64, as the grid itself is.
+    """
+    origin = torch.zeros(3, dtype=torch.float64)
+    pts = points.double()
+    finite = torch.isfinite(pts).all(dim=1)
+    pts = pts[finite]
+    lab = labels[finite] if labels is not None else None
+    if pts.shape[0]:
+        grid = spec.grid(origin)
+        lower = torch.tensor(grid.lower[:2], dtype=pts.dtype)
+        cell = torch.floor((pts[:, :2] - lower) / spec.resolution).long().clamp(-(1 << 20), 1 << 20)
+        band = torch.bucketize(pts[:, 2].contiguous(), torch.tensor([grid.lower[2], grid.upper[2]],
+                                                                    dtype=pts.dtype), right=True)
+        is_obstacle = torch.zeros_like(band) if obstacle is None or lab is None else \
+            torch.isin(lab, torch.as_tensor(list(obstacle), device=lab.device)).long()
+        key = (((cell[:, 0] + (1 << 20)) << 21) + cell[:, 1] + (1 << 20)) * 8 + band * 2 + is_obstacle
+        _, inverse = torch.unique(key, return_inverse=True)
+        first = torch.full((int(inverse.max()) + 1,), pts.shape[0], dtype=torch.long)
+        first = first.scatter_reduce(0, inverse, torch.arange(pts.shape[0]), 'amin')
+        pts = pts[first]
+        lab = lab[first] if lab is not None else None
+    return navigation_grid(pts, origin, spec, lab if obstacle is not None else None, obstacle)
+
+
+def semantic_voxels(points: torch.Tensor, labels: torch.Tensor, grid: GridSpec) -> SemanticVoxels:
+    """Occupied voxels of ``grid`` labelled with the majority known label of their points (else unknown)."""
+    vox = voxelize(points, grid)
+    labels = labels.to(vox.point_to_voxel.device).long()
+    known = (labels != UNKNOWN_LABEL) & (vox.point_to_voxel >= 0)
+    vox_labels = majority_label(vox.point_to_voxel[known], labels[known], vox.num_voxels)
+    vox_labels = torch.where(vox_labels < 0, torch.full_like(vox_labels, UNKNOWN_LABEL), vox_labels)
+    return SemanticVoxels(centers=grid.voxel_centers(vox.coords).float().cpu().numpy(),
+                          labels=vox_labels.cpu().numpy(), voxel_size=np.asarray(grid.voxel_size))
+
+
+def occupied_probability(occupancy_logits: np.ndarray) -> np.ndarray:
+    """(X, Y, Z) p(occupied) from (X, Y, Z, 2) (free, occupied) logits."""
+    logits = torch.as_tensor(np.asarray(occupancy_logits, np.float32))
+    return torch.softmax(logits, dim=-1)[..., 1].numpy()
+
+
+def student_voxels(p_occupied: np.ndarray, grid: GridSpec, points: torch.Tensor, labels: torch.Tensor,
+                   voxel_features: np.ndarray | None = None, clip_text: torch.Tensor | None = None,
+                   logit_scale: float = 100.0, unknown_threshold: float = 0.0) -> SemanticVoxels:
+    """Return the voxels the occupancy head predicts occupied, labelled (module docstring)."""
+    occupied = torch.nonzero(torch.as_tensor(p_occupied) > 0.5)
+    if voxel_features is not None and clip_text is not None and len(occupied):
+        feats = torch.as_tensor(np.asarray(voxel_features, np.float32))[tuple(occupied.T)]
+        vox_labels = classify(feats, clip_text, logit_scale, unknown_threshold).labels
+    else:
+        vox = voxelize(points, grid)
+        linear = grid.linear_index(occupied)
+        per_voxel = torch.full((int(np.prod(grid.shape)),), UNKNOWN_LABEL, dtype=torch.int64)
+        known = (labels.cpu().long() != UNKNOWN_LABEL) & (vox.point_to_voxel.cpu() >= 0)
+        majority = majority_label(vox.point_to_voxel[known].cpu(), labels.cpu().long()[known], vox.num_voxels)
+        per_voxel[grid.linear_index(vox.coords.cpu())] = torch.where(majority < 0, UNKNOWN_LABEL, majority)
+        vox_labels = per_voxel[linear]
+    return SemanticVoxels(centers=grid.voxel_centers(occupied).float().numpy(),
+                          labels=vox_labels.numpy(), voxel_size=np.asarray(grid.voxel_size))
+
+
+def student_nav_grid(p_occupied: np.ndarray, grid: GridSpec, z_min: float, z_max: float,
+                     frame_id: str = '') -> OccupancyGrid2D:
+    """Columns with an occupied voxel overlapping [z_min, z_max] are occupied (100), the rest free (0)."""
+    lo, size = grid.lower[2], grid.voxel_size[2]
+    z0 = lo + size * np.arange(grid.shape[2])
+    band = (z0 + size > z_min) & (z0 < z_max)
+    if not band.any():
+        raise ValueError(f'the student grid z range [{lo}, {grid.upper[2]}] m misses the obstacle band '
+                         f'[{z_min}, {z_max}] m')
+    occupied = (np.asarray(p_occupied)[:, :, band] > 0.5).any(axis=2)     # (X, Y)
+    data = np.where(occupied, 100, 0).astype(np.int8).T.copy()            # rows = y
+    if grid.voxel_size[0] != grid.voxel_size[1]:
+        raise ValueError(f'student grid cells are not square: {grid.voxel_size}')
+    return OccupancyGrid2D(data=data, resolution=float(grid.voxel_size[0]),
+                           origin_xy=(grid.lower[0], grid.lower[1]), frame_id=frame_id)
