@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
-    from perception_nodes.config import PipelineConfig, with_overrides
+    from perception_nodes.config import PerceptionConfig, with_overrides
     from perception_nodes.io.kitti import shared_data_dir
+    from perception_nodes.io.sample_bags import sim_frames, write_kitti_sample_bag, write_sim_bag
     from perception_nodes.pipeline import Pipeline
-    from perception_nodes.pipeline.replay import replay_bag
-    from perception_nodes.pipeline.sample_bags import sim_frames, write_kitti_sample_bag, write_sim_bag
+    from perception_nodes.replay import replay_bag
     from perception_nodes.teacher.clip_models import ClipSpec, load_clip
 
     tmp = Path(tempfile.mkdtemp(prefix='ovp-pipeline-bench-'))
@@ -58,10 +58,11 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     clip = load_clip(ClipSpec(model=args.model, pretrained='none', device=args.device))
-    cfg = with_overrides(PipelineConfig(), {
+    cfg = with_overrides(PerceptionConfig(), {
         'teacher.clip_model': args.model, 'teacher.clip_pretrained': 'none', 'teacher.cache_dir': str(tmp),
-        'vocabulary.name': vocabulary, 'vocabulary.templates': ['a photo of a {}.'], 'device': args.device,
-        'replay.overlay_pngs': 0, 'torch_threads': args.threads, 'concurrent_teacher': not args.sequential})
+        'vocabulary.classes': [vocabulary], 'vocabulary.templates': ['a photo of a {}.'],
+        'runtime.device': args.device, 'replay.overlay_pngs': 0, 'runtime.torch_threads': args.threads,
+        'runtime.concurrent_teacher': not args.sequential})
     pipeline = Pipeline(cfg, clip=clip)
     setup_s = time.perf_counter() - t0
 

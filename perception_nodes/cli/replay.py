@@ -1,7 +1,8 @@
-"""``ovp replay``: run the perception pipeline over a bag; write an output bag, summary JSON, legend PNG.
+"""``ovp replay``: any bag through exactly what the robot runs, into an output bag (``replay.replay_bag``).
 
-Settings come from ``--config FILE`` (default: the packaged config/pipeline.yaml defaults); each flag
-overrides its config key (see perception_nodes.config.CLI_KEYS).
+Settings come from ``--config FILE`` (a plain config YAML or a ROS 2 params file such as
+config/perception.yaml; default: the built-in defaults); each flag overrides its config key
+(``perception_nodes.config.CLI_KEYS``) and ``--set KEY=VALUE`` any other key.
 """
 from __future__ import annotations
 
@@ -12,88 +13,120 @@ from typing import Any
 
 from perception_nodes.cli.main import CliError
 
-# argparse dest -> config key lives in perception_nodes.config.CLI_KEYS
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--bag', required=True, help='input bag (ROS 2 folder, .mcap, .db3 or ROS 1 .bag)')
-    parser.add_argument('--out', required=True, help='output bag folder (must not exist unless --overwrite)')
+    parser.add_argument('--out', required=True, help='output folder: a ROS 2 bag with summary.json, '
+                                                     'legend.png '
+                                                     'and overlays/ (must not exist unless --overwrite)')
     add_pipeline_arguments(parser)
-    parser.add_argument('--lidar-topic', help='PointCloud2 topic (default: the only one in the bag)')
-    parser.add_argument('--camera-topics',
-                        help='comma-separated Image topics (default: all with a CameraInfo)')
-    parser.add_argument('--max-frames', type=int, help='stop after N frames (0 = all)')
+    add_input_arguments(parser)
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), help='output bag storage (default mcap)')
-    parser.add_argument('--overwrite', action='store_true', help='replace an existing output bag')
+    parser.add_argument('--overwrite', action='store_true', help='replace an existing output')
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
+def add_input_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags choosing the bag's topics and length (replay, eval, pseudo-label)."""
+    parser.add_argument('--lidar-topic', help='PointCloud2 topic (default: the only one in the bag)')
+    parser.add_argument('--camera-topics', help='comma-separated image topics (default: all with a '
+                                                'CameraInfo)')
+    parser.add_argument('--max-frames', type=int, help='stop after N frames (0 = all)')
+
+
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the flags shared by replay and demo."""
-    parser.add_argument('--config', help='pipeline YAML (default: config/pipeline.yaml defaults)')
-    parser.add_argument('--clip-model',
-                        help='open_clip model name, e.g. ViT-B-32 (ovp-tiny: tiny random model)')
-    parser.add_argument('--clip-pretrained', help="pretrained tag (openai, laion2b_s34b_b79k), weights file, "
-                                                  "or 'none' (random weights: labels meaningless)")
+    """Add the flags shared by every command that runs the pipeline (replay, demo, eval, pseudo-label)."""
+    parser.add_argument('--config', help='config YAML (plain or a ROS 2 params file; default: built-in '
+                                         'defaults)')
+    parser.add_argument('--labeller', choices=('teacher', 'student', 'ensemble', 'none'),
+                        help='who labels the points (default teacher)')
+    parser.add_argument('--student', help='student model for --labeller student/ensemble: .onnx, .engine or '
+                                          'a '
+                                          '.safetensors checkpoint')
+    parser.add_argument('--backend', choices=('auto', 'onnxruntime', 'tensorrt', 'torch'),
+                        help='student inference backend (default auto)')
+    parser.add_argument('--clip-model', help='open_clip model name, e.g. ViT-B-32 (ovp-tiny: tiny random '
+                                             'model)')
+    parser.add_argument('--clip-pretrained', help="pretrained tag (openai, laion2b_s34b_b79k), weights "
+                                                  "file, or "
+                                                  "'none' (random weights: labels meaningless)")
     parser.add_argument('--vocabulary', help='vocabulary name (semantickitti, nuscenes, scannet20, '
-                                             'scannet200, sim), a YAML file, or class names "road,car,tree"')
-    parser.add_argument('--visibility', choices=('depth_buffer', 'superpixel', 'none'),
-                        help='visibility test')
+                                             'scannet200, '
+                                             'sim), a YAML file, or class names "road,car,tree"')
+    parser.add_argument('--visibility', choices=('depth_buffer', 'superpixel', 'none'), help='occlusion test')
     parser.add_argument('--device', help='torch device (cpu, cuda, cuda:1)')
+    parser.add_argument('--threads', type=int, help='torch intra-op threads of the geometry (default 1)')
+    parser.add_argument('--set', action='append', default=[], metavar='KEY=VALUE',
+                        help='set any config key, e.g. --set grids.nav_resolution=0.5 (repeatable)')
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """Return the config file (or defaults) with the flags that were given applied on top."""
+    """Return the config file (or defaults) with the flags and ``--set`` pairs applied (or CliError)."""
     from perception_nodes.config import CLI_KEYS, load_config, with_overrides
     try:
-        config = load_config(args.config) if getattr(args, 'config', None) else load_config(None)
+        config = load_config(getattr(args, 'config', None))
         overrides = {key: getattr(args, dest) for dest, key in CLI_KEYS.items()
                      if getattr(args, dest, None) is not None}
+        for pair in getattr(args, 'set', []) or []:
+            name, sep, value = pair.partition('=')
+            if not sep:
+                raise ValueError(f'--set {pair!r}: expected KEY=VALUE')
+            overrides[name.strip()] = value
         return with_overrides(config, overrides)
     except ValueError as exc:
-        raise CliError(str(exc)) from exc
+        raise CliError(str(exc)) from None
 
 
 def build_pipeline(config: Any) -> Any:
-    """Build a Pipeline for ``config``; missing weights and bad vocabularies become CliErrors with the fix."""
+    """Return a Pipeline for ``config``; missing weights or models and bad vocabularies become CliErrors."""
     from perception_nodes.pipeline import Pipeline
     from perception_nodes.teacher.clip_models import WeightsUnavailableError
     try:
         return Pipeline(config)
     except WeightsUnavailableError as exc:
         raise CliError(f'{exc}\n(or run with --clip-model ovp-tiny --clip-pretrained none for random '
-                       f'weights: the pipeline runs, the labels mean nothing)') from exc
-    except (ValueError, FileNotFoundError) as exc:
-        raise CliError(str(exc)) from exc
+                       f'weights: '
+                       f'the pipeline runs, the labels mean nothing)') from None
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None
+
+
+def check_bag(path: str, config: Any) -> None:
+    """Fail before loading any model when the bag is missing or lacks the configured topics."""
+    from perception_nodes.io.bag_source import BagSource
+    if not Path(path).exists():
+        raise CliError(f'input bag not found: {path}')
+    try:
+        BagSource(path, config.inputs).close()
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
     from perception_nodes.io.bags import BagError
-    from perception_nodes.pipeline.replay import frame_assembly_config, replay_bag
+    from perception_nodes.replay import replay_bag
 
     config = build_config(args)
-    if not Path(args.bag).exists():
-        raise CliError(f'input bag not found: {args.bag}')
     if Path(args.out).exists() and not args.overwrite:
         raise CliError(f'{args.out} exists already (use --overwrite to replace it)')
-    try:
-        frame_assembly_config(args.bag, config.replay)          # topics exist: fail before loading CLIP
-    except (BagError, ValueError) as exc:
-        raise CliError(str(exc)) from exc
+    check_bag(args.bag, config)
     pipeline = build_pipeline(config)
     try:
         summary = replay_bag(args.bag, args.out, pipeline, config, progress=not args.quiet,
                              overwrite=args.overwrite)
-    except (BagError, ValueError) as exc:
-        raise CliError(str(exc)) from exc
-    if not summary['frames'] and summary['skipped_frames']:
-        raise CliError(f'no frame could be processed: {next(iter(summary["skipped_frames"]))}')
-    short = {k: summary[k] for k in ('output', 'frames', 'frames_per_s', 'frame_assembly', 'degraded_views',
-                                     'skipped_frames', 'error', 'labels_meaningful', 'topics')}
+    except (BagError, ValueError, FileExistsError) as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        pipeline.close()
+    short = {k: summary[k] for k in ('output', 'frames', 'frames_per_s', 'counts', 'error', 'warnings',
+                                     'labels_meaningful', 'topics')}
+    short['labeller'] = summary['labeller']['labeller']
     short['latency_ms_p50'] = {k: v.get('p50') for k, v in summary['latency_ms'].items()}
     print(json.dumps(short, indent=2))
-    if not summary['labels_meaningful']:
-        print('NOTE: labels come from random weights and mean nothing; pass --clip-pretrained TAG|PATH')
-    if summary['interrupted']:
-        return 130
-    return 0 if summary['frames'] else 1
+    if summary['skipped']:
+        print(f'{len(summary["skipped"])} skipped item(s), each with its reason, in {args.out}/summary.json')
+    if not summary['labels_meaningful'] and summary['labeller']['labeller'] != 'none':
+        print('NOTE: these labels mean nothing (random CLIP weights, an untrained student, or no usable '
+              'camera); '
+              'see notes / warnings in the summary')
+    return 0

@@ -52,6 +52,8 @@ class RosbagsMessageTypes:
     def __init__(self, store: Stores = Stores.ROS2_HUMBLE) -> None:
         self.store = store
         self.typestore = get_typestore(store)
+        from perception_nodes.io.vision_msgs import register
+        register(self.typestore)
         self._specs: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
         self._names: dict[str, frozenset[str]] = {}
 

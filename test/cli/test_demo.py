@@ -34,9 +34,9 @@ def test_demo_without_weights_is_geometry_only(tmp_path, fast_config, capsys, ki
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['mode'] == 'geometry-only'
     assert 'not available offline' in summary['weights_help']
-    assert set(summary['bags']) == {'sim', 'kitti'}
-    for name in ('sim', 'kitti'):
-        info = summary['bags'][name]
+    assert set(summary['runs']) == {'sim_teacher', 'kitti_teacher', 'sim_student', 'kitti_student'}
+    for name in ('sim_teacher', 'kitti_teacher'):
+        info = summary['runs'][name]
         assert info['frames'] == 1
         clouds = _labels(info['output'])
         assert len(clouds) == 1
@@ -50,23 +50,31 @@ def test_demo_without_weights_is_geometry_only(tmp_path, fast_config, capsys, ki
         bag_summary = json.loads(open(info['summary_json']).read())
         assert bag_summary['labels_meaningful'] is False
         assert any('geometry only' in n for n in bag_summary['notes'])
+    # the untrained student labels every point, and every summary says the labels mean nothing
+    for name in ('sim_student', 'kitti_student'):
+        info = summary['runs'][name]
+        assert info['labeller'] == 'student' and info['labels_meaningful'] is False
+        pts = _labels(info['output'])[0]
+        assert (pts['label'] != UNKNOWN_LABEL).all()
+        assert any('not trained' in n and 'NO meaning' in n for n in info['notes'])
+    assert 'UNTRAINED student' in printed
     # rerunning into the same folder replaces the outputs
     assert main(['demo', '--out', str(out), '--config', str(fast_config), '--sim-frames', '1',
-                 '--sim-cameras', '1', '--kitti-frames', '0', '--quiet']) == 0
-    assert set(json.loads((out / 'summary.json').read_text())['bags']) == {'sim'}
+                 '--sim-cameras', '1', '--kitti-frames', '0', '--quiet', '--no-student']) == 0
+    assert set(json.loads((out / 'summary.json').read_text())['runs']) == {'sim_teacher'}
 
 
 def test_demo_with_tiny_random_clip_is_flagged(tmp_path, fast_config, capsys):
     out = tmp_path / 'demo'
     assert main(['demo', '--out', str(out), '--config', str(fast_config), '--sim-frames', '1',
-                 '--sim-cameras', '1', '--kitti-frames', '0', '--quiet',
+                 '--sim-cameras', '1', '--kitti-frames', '0', '--quiet', '--no-student',
                  '--clip-model', 'ovp-tiny', '--clip-pretrained', 'none']) == 0
     assert 'RANDOM CLIP weights' in capsys.readouterr().out
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['mode'] == 'random' and summary['weights_help'] is None
-    pts = _labels(summary['bags']['sim']['output'])[0]
+    pts = _labels(summary['runs']['sim_teacher']['output'])[0]
     assert (pts['label'] != UNKNOWN_LABEL).any()
-    assert any('NO meaning' in n for n in summary['bags']['sim']['notes'])
+    assert any('NO meaning' in n for n in summary['runs']['sim_teacher']['notes'])
 
 
 def test_demo_bad_vocabulary(tmp_path, fast_config, capsys):

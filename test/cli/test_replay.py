@@ -14,11 +14,12 @@ from perception_nodes.io.outputs import unpack_rgb
 from perception_nodes.io.pointcloud2 import read_points
 from perception_nodes.io.stamps import stamp_to_ns
 from perception_nodes.outputs import UNKNOWN_LABEL
-from perception_nodes.pipeline.sample_bags import PERIOD_NS, START_NS, sim_frames, write_sim_bag
+from perception_nodes.io.sample_bags import PERIOD_NS, START_NS, sim_frames, write_sim_bag
 
 TINY = ['--clip-model', 'ovp-tiny', '--clip-pretrained', 'none', '--quiet', '--config', 'CONFIG']
 EXPECTED_TOPICS = {'/tf_static', '/ovp/labeled_points', '/ovp/occupancy', '/ovp/semantic_voxels',
-                   '/ovp/camera_0/overlay', '/ovp/camera_1/overlay'}
+                   '/ovp/overlay/camera_0', '/ovp/overlay/camera_1', '/ovp/label_info'}
+ONCE = {'/tf_static', '/ovp/label_info'}
 
 
 @pytest.fixture(scope='module')
@@ -56,7 +57,7 @@ def test_replay_synthetic_bag(sim_bag, frames, tmp_path, capsys):
     assert printed['frames'] == 2
     msgs = _read(out)
     assert set(msgs) == EXPECTED_TOPICS
-    assert {t: len(v) for t, v in msgs.items()} == {t: 1 if t == '/tf_static' else 2 for t in EXPECTED_TOPICS}
+    assert {t: len(v) for t, v in msgs.items()} == {t: 1 if t in ONCE else 2 for t in EXPECTED_TOPICS}
     stamps = [START_NS, START_NS + PERIOD_NS]
     for i, m in enumerate(msgs['/ovp/labeled_points']):
         cloud = m.msg
@@ -75,7 +76,7 @@ def test_replay_synthetic_bag(sim_bag, frames, tmp_path, capsys):
         colours = unpack_rgb(np.ascontiguousarray(pts['rgb']))
         assert (colours[labels == UNKNOWN_LABEL] == 128).all()
     for cam in (0, 1):
-        for i, m in enumerate(msgs[f'/ovp/camera_{cam}/overlay']):
+        for i, m in enumerate(msgs[f'/ovp/overlay/camera_{cam}']):
             img = m.msg
             assert img.header.frame_id == f'camera_{cam}' and stamp_to_ns(img.header.stamp) == stamps[i]
             assert (img.height, img.width, img.encoding) == (94, 311, 'rgb8')
@@ -86,20 +87,24 @@ def test_replay_synthetic_bag(sim_bag, frames, tmp_path, capsys):
     tf = msgs['/tf_static'][0].msg.transforms
     assert sorted(t.child_frame_id for t in tf) == ['camera_0', 'camera_1']
 
-    summary = json.loads((tmp_path / 'out.summary.json').read_text())
-    assert summary['frames'] == 2 and summary['error'] is None
+    info = msgs['/ovp/label_info'][0].msg
+    assert [(c.class_id, c.class_name) for c in info.class_map] == \
+        [*enumerate(SIM_CLASSES), (UNKNOWN_LABEL, 'unknown')]
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames'] == 2 and summary['error'] is None and summary['skipped'] == []
     assert summary['labels_meaningful'] is False
     assert any('NO meaning' in n for n in summary['notes'])
     assert [c['name'] for c in summary['classes']] == SIM_CLASSES
     assert summary['classes'][1]['rgb'] == [100, 150, 245]
     assert set(summary['latency_ms']['total']) == {'p50', 'p90', 'p99', 'mean', 'max'}
     assert summary['topics']['/ovp/labeled_points'] == 2
-    assert (tmp_path / 'out.legend.png').is_file()
-    assert len(list((tmp_path / 'out.overlays').glob('*.png'))) == 4
+    assert (out / 'legend.png').is_file()
+    assert len(list((out / 'overlays').glob('*.png'))) == 4
+    assert summary['labeller']['labeller'] == 'teacher' and summary['labeller']['clip']['random_weights']
 
 
 def test_replay_kitti_bag(kitti_raw_dir, tmp_path):
-    from perception_nodes.pipeline.sample_bags import write_kitti_sample_bag
+    from perception_nodes.io.sample_bags import write_kitti_sample_bag
     bag = tmp_path / 'kitti'
     write_kitti_sample_bag(kitti_raw_dir, bag, max_frames=2)
     out = tmp_path / 'kitti_out'
@@ -108,8 +113,8 @@ def test_replay_kitti_bag(kitti_raw_dir, tmp_path):
     inputs = _read(bag)
     msgs = _read(out)
     assert set(msgs) == {'/tf_static', '/ovp/labeled_points', '/ovp/occupancy', '/ovp/semantic_voxels',
-                         '/ovp/camera_2/overlay'}
-    assert all(len(msgs[t]) == 2 for t in msgs if t != '/tf_static')
+                         '/ovp/overlay/camera_2', '/ovp/label_info'}
+    assert all(len(msgs[t]) == 2 for t in msgs if t not in ONCE)
     assert any(p.suffix == '.db3' for p in out.iterdir())
     for src, dst in zip(inputs['/velodyne_points'], msgs['/ovp/labeled_points']):
         assert dst.msg.header.frame_id == src.msg.header.frame_id
@@ -119,7 +124,7 @@ def test_replay_kitti_bag(kitti_raw_dir, tmp_path):
         # only the front camera's field of view gets labels (KITTI camera 2 sees ~1/5 of the sweep)
         assert 0.05 < (labels != UNKNOWN_LABEL).mean() < 0.6
     cam = inputs['/camera_2/image_raw'][0].msg
-    ov = msgs['/ovp/camera_2/overlay'][0].msg
+    ov = msgs['/ovp/overlay/camera_2'][0].msg
     assert (ov.width, ov.height, ov.header.frame_id) == (cam.width, cam.height, cam.header.frame_id)
 
 
@@ -134,11 +139,14 @@ def test_camera_missing_from_a_frame_is_degraded_not_dropped(sim_bag, tmp_path):
     assert main(['replay', '--bag', str(bag), '--out', str(out), '--vocabulary', 'sim', *TINY]) == 0
     msgs = _read(out)
     assert len(msgs['/ovp/labeled_points']) == 2
-    assert len(msgs['/ovp/camera_0/overlay']) == 2 and len(msgs['/ovp/camera_1/overlay']) == 1
-    summary = json.loads((tmp_path / 'out.summary.json').read_text())
+    assert len(msgs['/ovp/overlay/camera_0']) == 2 and len(msgs['/ovp/overlay/camera_1']) == 1
+    summary = json.loads((out / 'summary.json').read_text())
     assert summary['degraded_views'] == {'camera_missing': 1}
-    assert summary['frame_assembly']['partial_frames'] == 1
-    assert any("camera '/camera_1/image_raw' missing" in n for n in summary['notes'])
+    assert summary['counts'] == {'camera/no_image': 1}
+    (skip,) = summary['skipped']
+    assert skip['what'] == 'camera/no_image' and skip['where'] == 'partial cloud 1'
+    assert skip['why'].startswith('camera_1: no image on /camera_1/image_raw')
+    assert any("camera 'camera_1' missing" in n for n in summary['notes'])
 
 
 def test_malformed_cloud_is_skipped_and_truncated_bag_reported(frames, sim_bag, tmp_path):
@@ -153,8 +161,10 @@ def test_malformed_cloud_is_skipped_and_truncated_bag_reported(frames, sim_bag, 
     assert main(['replay', '--bag', str(bag), '--out', str(out), '--vocabulary', 'sim', *TINY]) == 0
     msgs = _read(out)
     assert [stamp_to_ns(m.msg.header.stamp) for m in msgs['/ovp/labeled_points']] == [START_NS + PERIOD_NS]
-    summary = json.loads((tmp_path / 'out.summary.json').read_text())
-    assert summary['frames'] == 1 and summary['frame_assembly']['malformed'] == {'/velodyne_points': 1}
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames'] == 1 and summary['counts'] == {'bad_cloud': 1}
+    skip = summary['skipped'][0]
+    assert skip['where'] == 'malformed cloud 0' and 'ValueError' in skip['why']
 
     cut = tmp_path / 'cut'
     shutil.copytree(sim_bag, cut)
@@ -162,17 +172,19 @@ def test_malformed_cloud_is_skipped_and_truncated_bag_reported(frames, sim_bag, 
     data = mcap.read_bytes()
     mcap.write_bytes(data[:int(len(data) * 0.6)])                 # cut inside frame 1
     rc = main(['replay', '--bag', str(cut), '--out', str(tmp_path / 'cut_out'), '--vocabulary', 'sim', *TINY])
-    summary = json.loads((tmp_path / 'cut_out.summary.json').read_text())
-    assert 'truncated' in summary['error'] and summary['frames'] <= 1
-    assert rc == (0 if summary['frames'] else 1)
-    # a valid output bag holding exactly the frames processed before the cut
-    assert len(_read(tmp_path / 'cut_out').get('/ovp/labeled_points', [])) == summary['frames']
+    if rc == 0:
+        summary = json.loads((tmp_path / 'cut_out' / 'summary.json').read_text())
+        assert 'truncated' in summary['error'] and summary['frames'] == 1
+        # a valid output bag holding exactly the frames processed before the cut
+        assert len(_read(tmp_path / 'cut_out')['/ovp/labeled_points']) == 1
+    else:                                  # nothing readable before the cut: nothing is published
+        assert rc == 2 and not (tmp_path / 'cut_out').exists()
 
 
 @pytest.mark.parametrize('extra, message', [
     (['--vocabulary', ''], 'empty vocabulary'),
     (['--vocabulary', 'no_such_vocab'], 'unknown vocabulary'),
-    (['--lidar-topic', '/nope'], "topic(s) ['/nope'] not in bag"),
+    (['--lidar-topic', '/nope'], "topic(s) ['/nope'] not in the bag"),
     (['--clip-model', 'no-such-model'], 'unknown CLIP model'),
     (['--clip-pretrained', 'laion400m_e32', '--clip-model', 'ViT-B-32'], 'ViT-B-32'),
 ])
