@@ -2,6 +2,7 @@
 
     ros2 launch perception_nodes perception.launch.py mode:=fusion \
         lidar_topic:=/kitti/velo/pointcloud cameras:=/kitti/camera_color_left/image_raw rviz:=true
+    ros2 launch perception_nodes perception.launch.py mode:=student student_model:=/models/student.onnx
 
 Arguments left empty keep the values of ``params_file`` (config/perception.yaml by default).
 """
@@ -24,7 +25,7 @@ def _nodes(context, *args, **kwargs):
     actions = []
     for name in nodes_for_mode(arg('mode')):
         overrides = launch_overrides(name, arg('lidar_topic'), arg('cameras'), arg('input_qos'),
-                                     arg('use_sim_time'))
+                                     arg('use_sim_time'), arg('student_model'))
         actions.append(Node(package=PACKAGE, executable=name, name=name, output='screen',
                             parameters=[arg('params_file'), overrides],
                             arguments=['--ros-args', '--log-level', arg('log_level')]))
@@ -49,6 +50,9 @@ def generate_launch_description():
                                           'empty: the cameras of params_file'),
         DeclareLaunchArgument('input_qos', default_value='', choices=['', 'sensor_data', 'reliable'],
                               description="input QoS; empty: params_file ('reliable' for bag playback)"),
+        DeclareLaunchArgument('student_model', default_value='',
+                              description='student model (.onnx, .engine or .safetensors) for student_node; '
+                                          'empty: labeller.student of params_file'),
         DeclareLaunchArgument('use_sim_time', default_value='false', choices=['true', 'false'],
                               description='use /clock (bag playback with --clock)'),
         DeclareLaunchArgument('rviz', default_value='true', choices=['true', 'false'],

@@ -13,7 +13,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.substitutions import FindPackageShare
 
 PACKAGE = 'perception_nodes'
-FORWARDED = ('mode', 'params_file', 'lidar_topic', 'cameras', 'rviz', 'rviz_config', 'log_level')
+FORWARDED = ('mode', 'params_file', 'lidar_topic', 'cameras', 'student_model', 'rviz', 'rviz_config',
+             'log_level')
 
 
 def generate_launch_description():
@@ -38,6 +39,7 @@ def generate_launch_description():
                               default_value=PathJoinSubstitution([share, 'config', 'perception.yaml'])),
         DeclareLaunchArgument('lidar_topic', default_value=''),
         DeclareLaunchArgument('cameras', default_value=''),
+        DeclareLaunchArgument('student_model', default_value=''),
         DeclareLaunchArgument('rviz', default_value='true', choices=['true', 'false']),
         DeclareLaunchArgument(
             'rviz_config', default_value=PathJoinSubstitution([share, 'config', 'rviz', 'perception.rviz'])),

@@ -1,19 +1,16 @@
-"""``ros2 run perception_nodes fusion_node``: LiDAR + cameras -> CLIP features fused onto the points."""
+"""``ros2 run perception_nodes fusion_node``: LiDAR + cameras, labelled by the fused 2D CLIP teacher."""
 from __future__ import annotations
 
 from typing import Any
 
 from perception_nodes.nodes.common import PerceptionNode, run
-from perception_nodes.runtime.factory import build_fusion_core
-
-
-def _build(params, msgs, lookup, logger: Any, share_dir: str | None):
-    return build_fusion_core(params, msgs, lookup, logger=logger, share_dir=share_dir)
 
 
 class FusionNode(PerceptionNode):
+    """The perception node with ``labeller.kind`` defaulting to ``teacher``."""
+
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__('fusion_node', _build, **kwargs)
+        super().__init__('fusion_node', 'teacher', **kwargs)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,19 +1,16 @@
-"""``ros2 run perception_nodes student_node``: LiDAR-only 3D student (TensorRT on GPU, else ONNX Runtime)."""
+"""``ros2 run perception_nodes student_node``: LiDAR only, labelled by the distilled 3D student."""
 from __future__ import annotations
 
 from typing import Any
 
 from perception_nodes.nodes.common import PerceptionNode, run
-from perception_nodes.runtime.factory import build_student_core
-
-
-def _build(params, msgs, lookup, logger: Any, share_dir: str | None):
-    return build_student_core(params, msgs, lookup, warn=logger.warning, logger=logger, share_dir=share_dir)
 
 
 class StudentNode(PerceptionNode):
+    """The perception node with ``labeller.kind`` defaulting to ``student`` (``ensemble`` adds cameras)."""
+
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__('student_node', _build, **kwargs)
+        super().__init__('student_node', 'student', **kwargs)
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,20 +1,18 @@
-"""What a perception node does besides calling rclpy: the shared core of ``fusion_node`` and ``student_node``.
+"""What a perception node does besides calling rclpy (ROS-free): the same path as ``ovp replay``.
 
-Subscription side (cheap, called from executor callbacks): ``on_input``, ``on_camera_info``,
+Subscription side (cheap, from executor callbacks): :meth:`NodeCore.on_input`, ``on_camera_info``,
 ``on_synchronized``, ``on_query``, ``request_parameters``. Worker side (one thread, keep-latest):
-``process`` assembles the Frame, runs inference (``infer``, given by the subclass), converts the
-results into messages and hands each to ``publish(key, msg)``. Output keys (topics relative to the node):
+:meth:`NodeCore.process` assembles the Frame with the one frame assembler (``perception_nodes.assembly``),
+runs the one :class:`~perception_nodes.pipeline.Pipeline` (the configured labeller) and builds the
+messages with the one output writer (``io.writer``), then hands each to ``publish(key, msgtype, msg)``.
+Outputs nobody subscribes to are not built (``wanted``).
 
-- ``labeled_points`` PointCloud2 (x, y, z, intensity, label, score, instance, rgb)
-- ``occupancy`` nav_msgs/OccupancyGrid, ``semantic_voxels`` visualization_msgs/MarkerArray
-- ``overlay/<camera>`` sensor_msgs/Image (when ``publish_overlays``)
-- ``similarity`` PointCloud2 (x, y, z, similarity, rgb) for the active free-text query
-- ``classes`` std_msgs/String: JSON {vocabulary, classes, colors, unknown_label}, after each vocabulary change
+Cameras: the node synchronizes camera images with the cloud only when its labeller uses them (teacher or
+ensemble); a student-labeller node is LiDAR-only and never waits for images.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import threading
 import time
@@ -22,241 +20,255 @@ from typing import Any, Callable
 
 import numpy as np
 
-from perception_nodes.frame import Frame
+from perception_nodes import stats as reasons
+from perception_nodes.assembly import CameraInput, FrameAssembler, SyncedSet, camera_inputs
+from perception_nodes.config import PerceptionConfig, keys, with_overrides
 from perception_nodes.io.messages import MessageTypes
-from perception_nodes.io.outputs import (labeled_cloud, occupancy_grid_msg, overlay_image_msg,
-                                         similarity_cloud, voxel_markers)
-from perception_nodes.io.stamps import header
-from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
-from perception_nodes.runtime import stats as counters
-from perception_nodes.runtime.assembly import CameraInfoCache, FrameAssembler, SyncedSet
+from perception_nodes.io.writer import SIMILARITY, OutputMessage, OutputWriter
 from perception_nodes.runtime.diagnostics import DiagnosticsReporter, diagnostic_array
-from perception_nodes.runtime.extrinsics import ExtrinsicsCache, Lookup
-from perception_nodes.runtime.params import NodeParams, VocabularyRequest
+from perception_nodes.runtime.extrinsics import ExtrinsicsCache
 from perception_nodes.runtime.query import similarity_scores
-from perception_nodes.runtime.stats import RuntimeStats
 from perception_nodes.runtime.watchdog import SilentTopicWatchdog
 from perception_nodes.runtime.worker import KeepLatestWorker
+from perception_nodes.stats import Stats
 
-Publish = Callable[[str, Any], None]
+Publish = Callable[[str, str, Any], None]          # (key, msgtype, message)
+LIVE_KEYS = frozenset(k.name for k in keys('node') if k.live)
 
 
-class PerceptionCore:
-    """Shared machinery; subclasses implement ``infer``, ``apply_vocabulary`` and ``text_embedding``."""
+def node_cameras(config: PerceptionConfig, uses_cameras: bool) -> list[CameraInput]:
+    """Return the cameras a node synchronizes (none unless its labeller uses them)."""
+    if not uses_cameras:
+        return []
+    i = config.inputs
+    return camera_inputs(i.camera_topics, i.camera_info_topics, i.camera_names, i.camera_time_offsets)
 
-    node_name = 'perception_node'
 
-    def __init__(self, params: NodeParams, msgs: MessageTypes, lookup: Lookup, *,
+class NodeCore:
+    """One perception node's logic around a :class:`Pipeline` (module docstring)."""
+
+    def __init__(self, config: PerceptionConfig, pipeline: Any, msgs: MessageTypes,
+                 lookup: Callable[[str, str, int], Any], *, node_name: str = 'perception_node',
                  clock: Callable[[], float] = time.monotonic, publish: Publish | None = None,
-                 logger: logging.Logger | Any | None = None, share_dir: str | None = None) -> None:
-        self.params = params
+                 wanted: Callable[[str], bool] | None = None, logger: Any = None) -> None:
+        if not config.inputs.lidar_topic:
+            raise ValueError('inputs.lidar_topic must name the PointCloud2 topic')
+        self.config = config
+        self.pipeline = pipeline
         self.msgs = msgs
-        self.share_dir = share_dir
-        self.publish: Publish = publish or (lambda key, msg: None)
-        self.log = logger or logging.getLogger(self.node_name)
-        self.stats = RuntimeStats(clock)
-        self.watchdog = SilentTopicWatchdog(params.input_topics, params.silent_topic_timeout, clock)
-        self.extrinsics = ExtrinsicsCache(lookup, params.static_extrinsics)
-        self.assembler = FrameAssembler(params.cameras, self.extrinsics, self.stats)
-        self.infos = CameraInfoCache()
+        self.node_name = node_name
+        self.publish: Publish = publish or (lambda key, msgtype, msg: None)
+        self.wanted = wanted
+        self.log = logger or logging.getLogger(node_name)
+        labeller = getattr(pipeline, 'labeller', None)
+        self.uses_cameras = bool(labeller is not None and labeller.needs_cameras)
+        self.cameras = node_cameras(config, self.uses_cameras)
+        if self.uses_cameras and not self.cameras:
+            raise ValueError(f'labeller {config.labeller.kind} needs cameras: set inputs.camera_topics')
+        self.stats = Stats(clock)
+        self.watchdog = SilentTopicWatchdog(self.input_topics, config.node.silent_topic_timeout, clock)
+        self.extrinsics = ExtrinsicsCache(lookup, config.node.static_extrinsics)
+        self.assembler = FrameAssembler(self.cameras, self.extrinsics.get, self.stats,
+                                        config.inputs.lidar_frame)
+        self.writer = OutputWriter(msgs, config.overlay.unknown_color)
         self.worker: KeepLatestWorker[SyncedSet] = KeepLatestWorker(
-            self.process, max_age_s=params.max_frame_age, clock=clock, on_error=self._worker_error,
-            name=f'{self.node_name}-worker')
-        self.reporter = DiagnosticsReporter(self.node_name)
+            self.process, max_age_s=config.node.max_frame_age, clock=clock, on_error=self._worker_error,
+            name=f'{node_name}-worker')
+        self.reporter = DiagnosticsReporter(node_name)
+        self._infos: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._pending_params: NodeParams | None = None
+        self._pending_config: PerceptionConfig | None = None
         self._pending_query: str | None = None
         self.query_text: str | None = None
         self.query_embedding: np.ndarray | None = None
-        self.vocabulary: VocabularyRequest | None = None
-        self.palette = np.zeros((0, 3), np.uint8)
-        self._announce_classes = False
+        self.announce = True               # publish LabelInfo with the next frame (start, vocabulary change)
         self._frames = 0
+        self.overruns = 0                  # consecutive frames slower than node.max_processing_time
+        self.last_processing_s = 0.0
 
-    # -- to implement ---------------------------------------------------------------------
-    def infer(self, frame: Frame) -> Outputs:
-        raise NotImplementedError
-
-    def apply_vocabulary(self, request: VocabularyRequest) -> None:
-        """Use ``request`` from the next frame on (text embeddings from the cache or recomputed)."""
-        raise NotImplementedError
-
-    def text_embedding(self, text: str) -> np.ndarray:
-        """(C,) embedding of a free-text query in the space of ``Outputs.embeddings``."""
-        raise NotImplementedError
+    @property
+    def input_topics(self) -> list[str]:
+        """Topics fed to the synchronizer: the cloud, then each used camera's image."""
+        return [self.config.inputs.lidar_topic] + [c.image_topic for c in self.cameras]
 
     @property
     def backend_name(self) -> str:
-        return ''
+        labeller = getattr(self.pipeline, 'labeller', None)
+        name = getattr(self.pipeline, 'labeller_name', 'none')
+        backend = getattr(labeller, 'backend_name', '')
+        return f'{name} ({backend})' if backend else name
 
-    # -- start-up ---------------------------------------------------------------------------
+    # -- start / stop -------------------------------------------------------------------------------
     def start(self, threaded: bool = True) -> None:
-        """Load the initial vocabulary, then start the worker thread (``threaded``)."""
-        self._set_vocabulary(self.params.vocabulary)
         if threaded:
             self.worker.start()
 
     def stop(self) -> None:
         self.worker.stop()
+        close = getattr(self.pipeline, 'close', None)
+        if close is not None:
+            close()
 
-    # -- subscription side --------------------------------------------------------------------
+    # -- subscription side ----------------------------------------------------------------------------
     def on_input(self, topic: str) -> None:
         """Any input message arrived (before synchronization): rates and the silent-topic watchdog."""
         self.watchdog.message(topic)
         self.stats.arrived(topic)
 
     def on_camera_info(self, camera: str, msg: Any) -> None:
-        self.infos.update(camera, msg)
+        with self._lock:
+            self._infos[camera] = msg
 
     def on_synchronized(self, cloud: Any, *images: Any) -> None:
-        """Hand a synchronized set from message_filters to the worker (older pending sets are dropped)."""
+        """Hand a synchronized set to the worker (an older set still waiting is dropped, counted)."""
         self.watchdog.synchronized()
-        self.stats.arrived(counters.SYNC_SETS)
-        self.stats.count(counters.SYNC_SETS)
-        self.worker.submit(SyncedSet(cloud, list(images), self.infos.snapshot()))
+        self.stats.arrived(reasons.SYNC_SETS)
+        self.stats.count(reasons.SYNC_SETS)
+        with self._lock:
+            infos = dict(self._infos)
+        self.worker.submit(SyncedSet(cloud, list(images), infos))
+
+    def on_clock_jump(self, reason: str) -> None:
+        """Time went backwards (``ros2 bag play --loop``): drop what waits and count it."""
+        self.worker.clear_pending()
+        self.extrinsics.clear()
+        self.stats.count(reasons.SYNC_RESETS, problem=reason)
 
     def on_query(self, text: str) -> None:
         """Set a free-text grounding query; '' clears it. Its embedding is computed on the worker."""
-        text = str(text).strip()
         with self._lock:
-            self._pending_query = text
+            self._pending_query = str(text).strip()
 
     def request_parameters(self, changes: dict[str, Any]) -> str | None:
-        """Validate live parameter changes: None (accepted, applied from the next frame) or the reason."""
+        """Validate live changes: None (accepted, applied from the next frame) or why they are refused."""
+        for name in changes:
+            if name not in LIVE_KEYS:
+                known = name in {k.name for k in keys('node')}
+                return (f'parameter {name!r} is read-only while the node runs (restart to change it)' if known
+                        else f'unknown parameter {name!r}')
         with self._lock:
-            base = self._pending_params or self.params
-            try:
-                updated = base.updated(changes, self.share_dir)
-            except ValueError as exc:
-                return str(exc)
-            self._pending_params = updated
-        # cheap settings take effect at once; the vocabulary is switched by the worker between frames
-        self.worker.max_age_s = updated.max_frame_age
-        self.watchdog.timeout_s = updated.silent_topic_timeout
+            base = self._pending_config or self.config
+        try:
+            updated = with_overrides(base, changes)
+            if (updated.vocabulary.classes, updated.vocabulary.templates) != \
+                    (base.vocabulary.classes, base.vocabulary.templates):
+                from perception_nodes.vocabulary import load_templates, load_vocabulary
+                load_vocabulary(updated.vocabulary.classes)
+                load_templates(updated.vocabulary.templates or None)
+        except (ValueError, OSError) as exc:
+            return str(exc)
+        with self._lock:
+            self._pending_config = updated
+        self.worker.max_age_s = updated.node.max_frame_age
+        self.watchdog.timeout_s = updated.node.silent_topic_timeout
         return None
 
-    # -- periodic -----------------------------------------------------------------------------
+    # -- periodic ---------------------------------------------------------------------------------------
     def check_inputs(self) -> str | None:
-        """Return a warning to log when no synchronized set arrived for ``silent_topic_timeout``.
-
-        Rate-limited.
-        """
+        """Return a warning (rate-limited) when no synchronized set came for ``node.silent_topic_timeout``."""
         return self.watchdog.check()
 
     def diagnostics(self, stamp_ns: int) -> Any:
         """diagnostic_msgs/msg/DiagnosticArray for /diagnostics."""
-        extra = {'vocabulary': ', '.join(self.vocabulary.names) if self.vocabulary else '',
-                 'query': self.query_text or ''}
-        entries = self.reporter.statuses(self.stats, self.worker.counts, self.params.input_topics,
-                                         self.watchdog.problem(), self.backend_name, extra)
+        extra = {'vocabulary': ', '.join(self.pipeline.class_names), 'query': self.query_text or '',
+                 'labels meaningful': str(bool(getattr(self.pipeline, 'meaningful', False)))}
+        entries = self.reporter.statuses(self.stats, self.worker.counts, self.input_topics,
+                                         self.watchdog.problem(), self.backend_name, extra,
+                                         processing=(self.last_processing_s,
+                                                     self.config.node.max_processing_time, self.overruns))
         return diagnostic_array(self.msgs, stamp_ns, entries)
 
-    def classes_message(self) -> Any:
-        """std_msgs/String with the active vocabulary as JSON (label value k = classes[k])."""
-        voc = self.vocabulary
-        data = {'vocabulary': (voc.source or 'custom') if voc else '',
-                'classes': list(voc.names) if voc else [],
-                'colors': [list(map(int, c)) for c in self.palette], 'unknown_label': UNKNOWN_LABEL}
-        return self.msgs.new('std_msgs/msg/String', data=json.dumps(data))
+    def label_info(self, stamp_ns: int = 0) -> OutputMessage:
+        """vision_msgs/LabelInfo of the active vocabulary (published transient-local on each change)."""
+        return self.writer.label_info(self.pipeline.class_names, stamp_ns, '',
+                                      self.config.labeller.unknown_threshold)
 
-    # -- worker side ----------------------------------------------------------------------------
-    def process(self, synced: SyncedSet) -> dict[str, Any]:
-        """One synchronized set -> published messages (returned too, keyed by output name)."""
+    # -- worker side ----------------------------------------------------------------------------------------
+    def process(self, synced: SyncedSet) -> list[OutputMessage]:
+        """One synchronized set -> the published messages (also returned)."""
         self._apply_pending()
         started = time.perf_counter()
+        published: list[OutputMessage] = []
+        if self.announce:
+            published.append(self.label_info())
+            self.announce = False
         frame = self.assembler.assemble(synced, index=self._frames)
-        if frame is None:
-            self.stats.count(counters.FRAMES_SKIPPED)
-            return {}
-        self._frames += 1
-        self.stats.latency('assemble', (time.perf_counter() - started) * 1e3)
-        t0 = time.perf_counter()
-        outputs = self.infer(frame)
-        self.stats.latency('inference', (time.perf_counter() - t0) * 1e3)
-        for stage, ms in outputs.timings_ms.items():
-            self.stats.latency(stage, ms)
-        t0 = time.perf_counter()
-        messages = self.to_messages(outputs, frame)
-        self.stats.latency('convert', (time.perf_counter() - t0) * 1e3)
-        for key, msg in messages.items():
-            self.publish(key, msg)
-        self.stats.latency('total', (time.perf_counter() - started) * 1e3)
-        self.stats.count(counters.FRAMES_PUBLISHED)
-        return messages
+        if frame is not None:
+            self._frames += 1
+            self.stats.latency('assemble', (time.perf_counter() - started) * 1e3)
+            outputs = self.pipeline.process(frame)
+            for stage, ms in outputs.timings_ms.items():
+                self.stats.latency(stage, ms)
+            t0 = time.perf_counter()
+            similarity = None
+            if self.query_embedding is not None and self._want(SIMILARITY):
+                if outputs.embeddings is None:
+                    self.stats.count(reasons.BAD_QUERY, problem='the labeller gave no point features')
+                else:
+                    similarity = similarity_scores(outputs.embeddings, self.query_embedding)
+            published += self.writer.frame_messages(outputs, self._want, similarity)
+            self.stats.latency('convert', (time.perf_counter() - t0) * 1e3)
+        for m in published:
+            self.publish(m.key, m.msgtype, m.msg)
+        if frame is not None:
+            elapsed = time.perf_counter() - started
+            self.last_processing_s = elapsed
+            self.overruns = self.overruns + 1 if elapsed > self.config.node.max_processing_time else 0
+            self.stats.latency('total', elapsed * 1e3)
+            self.stats.count(reasons.FRAMES_PUBLISHED)
+        return published
 
-    def to_messages(self, outputs: Outputs, frame: Frame) -> dict[str, Any]:
-        msgs = self.msgs
-        hdr = header(outputs.frame_id, outputs.stamp_ns, msgs)
-        out: dict[str, Any] = {}
-        if self._announce_classes:
-            out['classes'] = self.classes_message()
-            self._announce_classes = False
-        out['labeled_points'] = labeled_cloud(outputs, hdr, self.palette, msgs)
-        if outputs.occupancy is not None:
-            grid = outputs.occupancy
-            out['occupancy'] = occupancy_grid_msg(grid, header(grid.frame_id or outputs.frame_id,
-                                                               outputs.stamp_ns, msgs), msgs)
-        if outputs.voxels is not None:
-            out['semantic_voxels'] = voxel_markers(outputs.voxels, hdr, outputs.class_names, self.palette,
-                                                   msgs)
-        if self.params.publish_overlays:
-            views = {view.name: view for view in frame.cameras}
-            for name, image in outputs.overlays.items():
-                view = views.get(name)
-                cam_hdr = header(view.model.frame_id, view.stamp_ns, msgs) if view else hdr
-                out[f'overlay/{name}'] = overlay_image_msg(image, cam_hdr, msgs)
-        if self.query_embedding is not None:
-            if outputs.embeddings is None:
-                self.stats.count(counters.BAD_QUERY, problem='the model gave no point embeddings for queries')
-            else:
-                sim = similarity_scores(outputs.embeddings, self.query_embedding)
-                out['similarity'] = similarity_cloud(outputs.points, sim, hdr, msgs)
-        return out
+    def _want(self, key: str) -> bool:
+        return True if self.wanted is None else bool(self.wanted(key))
 
-    # -- internals ------------------------------------------------------------------------------
+    # -- internals ------------------------------------------------------------------------------------------
     def _apply_pending(self) -> None:
         with self._lock:
-            params, self._pending_params = self._pending_params, None
+            config, self._pending_config = self._pending_config, None
             query, self._pending_query = self._pending_query, None
-        if params is not None:
-            old = self.params
-            self.params = params
-            if params.vocabulary != old.vocabulary:
+        if config is not None:
+            old = self.config
+            vocab_changed = (config.vocabulary.classes, config.vocabulary.templates) != \
+                (old.vocabulary.classes, old.vocabulary.templates)
+            if vocab_changed:
                 try:
-                    self._set_vocabulary(params.vocabulary)
-                except Exception as exc:  # keep running with the previous vocabulary
-                    self.params = dataclasses.replace(params, vocabulary=old.vocabulary)
+                    self.pipeline.set_vocabulary(config.vocabulary.classes,
+                                                 config.vocabulary.templates or None)
+                    self.announce = True
+                except Exception as exc:  # noqa: BLE001  (keep running with the previous vocabulary)
+                    config = dataclasses.replace(config, vocabulary=old.vocabulary)
                     problem = f'vocabulary change failed, kept the previous one: {type(exc).__name__}: {exc}'
-                    self.stats.count(counters.PIPELINE_ERRORS, problem=problem)
+                    self.stats.count(reasons.FRAME_FAILED, problem=problem)
                     self.log.error(problem)
+            self._set_config(config)
+            if vocab_changed and self.query_text:
+                self._set_query(self.query_text)
         if query is not None:
             self._set_query(query)
 
-    def _set_vocabulary(self, request: VocabularyRequest) -> None:
-        self.apply_vocabulary(request)
-        self.vocabulary = request
-        self.palette = np.asarray(request.colors, dtype=np.uint8).reshape(-1, 3)
-        self._announce_classes = True
-        self.log.info(f'vocabulary: {len(request.names)} classes ({", ".join(request.names[:8])}'
-                      f'{", ..." if len(request.names) > 8 else ""})')
-        if self.query_text:  # the text encoder may have changed with the vocabulary's templates
-            self._set_query(self.query_text)
+    def _set_config(self, config: PerceptionConfig) -> None:
+        keep = self.query_embedding is not None
+        self.config = config
+        self.pipeline.config = dataclasses.replace(
+            config, outputs=dataclasses.replace(config.outputs, embeddings=config.outputs.embeddings or keep))
 
     def _set_query(self, text: str) -> None:
         if not text:
             self.query_text, self.query_embedding = None, None
+            self._set_config(self.config)
             return
         try:
-            emb = np.asarray(self.text_embedding(text), dtype=np.float32).reshape(-1)
+            emb = np.asarray(self.pipeline.text_embedding(text), dtype=np.float32).reshape(-1)
             norm = float(np.linalg.norm(emb))
             if not np.isfinite(norm) or norm == 0:
                 raise ValueError('text embedding is zero or not finite')
-        except Exception as exc:
-            self.stats.count(counters.BAD_QUERY, problem=f'{text!r}: {type(exc).__name__}: {exc}')
+        except Exception as exc:  # noqa: BLE001
+            self.stats.count(reasons.BAD_QUERY, problem=f'{text!r}: {type(exc).__name__}: {exc}')
             self.query_text, self.query_embedding = None, None
             return
         self.query_text, self.query_embedding = text, emb / norm
+        self._set_config(self.config)
 
     def _worker_error(self, exc: BaseException, synced: SyncedSet) -> None:
-        self.stats.count(counters.PIPELINE_ERRORS, problem=f'{type(exc).__name__}: {exc}')
+        self.stats.count(reasons.FRAME_FAILED, problem=f'{type(exc).__name__}: {exc}')
         self.log.error(f'frame failed and was skipped: {type(exc).__name__}: {exc}')

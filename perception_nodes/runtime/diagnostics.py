@@ -1,8 +1,9 @@
 """diagnostic_msgs/DiagnosticArray for /diagnostics, built through a message factory (ROS-free).
 
 One array per period with three statuses per node: inputs (rates, synchronized sets, messages the
-synchronizer never matched, silent topics),
-processing (frames processed and dropped, per-stage latency, backend in use) and input errors (bad
+synchronizer never matched, synchronizer resets, silent topics), processing (frames processed and dropped,
+processing time against ``node.max_processing_time``: WARN on an overrun, ERROR after
+:data:`ERROR_AFTER_OVERRUNS` consecutive ones; per-stage latency; backend in use) and input errors (bad
 messages and tf failures, WARN while their counts grow).
 """
 from __future__ import annotations
@@ -11,11 +12,12 @@ from dataclasses import dataclass, field
 
 from perception_nodes.io.messages import MessageTypes
 from perception_nodes.io.stamps import header
-from perception_nodes.runtime.stats import ERROR_COUNTERS, SYNC_SETS, RuntimeStats
+from perception_nodes.stats import ERROR_COUNTERS, SYNC_RESETS, SYNC_SETS, Stats
 from perception_nodes.runtime.worker import WorkerCounts
 
 # diagnostic_msgs/DiagnosticStatus levels
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
+ERROR_AFTER_OVERRUNS = 5
 
 
 @dataclass
@@ -36,14 +38,17 @@ class DiagnosticsReporter:
         self.hardware_id = hardware_id
         self._last_errors: dict[str, int] = {}
 
-    def statuses(self, stats: RuntimeStats, worker: WorkerCounts, topics: list[str],
+    def statuses(self, stats: Stats, worker: WorkerCounts, topics: list[str],
                  silent_problem: str | None = None, backend: str = '',
-                 extra: dict[str, str] | None = None) -> list[StatusEntry]:
+                 extra: dict[str, str] | None = None,
+                 processing: tuple[float, float, int] | None = None) -> list[StatusEntry]:
+        """Three statuses; ``processing`` = (last frame s, max_processing_time s, consecutive overruns)."""
         counts = stats.counts()
         inputs = {f'rate {t} (Hz)': f'{stats.rate(t):.2f}' for t in topics}
         inputs['rate synchronized sets (Hz)'] = f'{stats.rate(SYNC_SETS):.2f}'
         sets = counts.get(SYNC_SETS, 0)
         inputs['synchronized sets'] = str(sets)
+        inputs['synchronizer resets (time jumped back)'] = str(counts.get(SYNC_RESETS, 0))
         for t in topics:   # each set uses one message per topic: the rest never matched (slop, QoS, queue)
             inputs[f'synchronizer drops {t}'] = str(max(stats.received(t) - sets, 0))
         if silent_problem:
@@ -51,19 +56,28 @@ class DiagnosticsReporter:
         else:
             status_in = StatusEntry(OK, f'{self.node_name}: inputs', 'receiving', inputs)
 
-        processing = {
+        values = {
             'frames submitted': str(worker.submitted), 'frames processed': str(worker.processed),
             'frames dropped (replaced by newer)': str(worker.replaced),
             'frames dropped (too old)': str(worker.too_old), 'frames failed': str(worker.errors),
             'backend': backend or 'n/a',
         }
         for stage, (mean, worst) in sorted(stats.latency_summary().items()):
-            processing[f'latency {stage} (ms, mean/max)'] = f'{mean:.1f}/{worst:.1f}'
-        processing.update(extra or {})
+            values[f'latency {stage} (ms, mean/max)'] = f'{mean:.1f}/{worst:.1f}'
+        values.update(extra or {})
         level = WARN if worker.dropped or worker.errors else OK
         message = 'processing' if level == OK else (
             f'{worker.dropped} frames dropped, {worker.errors} failed of {worker.submitted}')
-        status_proc = StatusEntry(level, f'{self.node_name}: processing', message, processing)
+        if processing is not None:
+            last, limit, overruns = processing
+            values.update({'processing time last frame (s)': f'{last:.3f}',
+                           'max processing time (s)': f'{limit:.3f}', 'consecutive overruns': str(overruns)})
+            if overruns >= ERROR_AFTER_OVERRUNS:
+                level = ERROR
+                message = f'{overruns} consecutive frames over {limit:.3f} s (last {last:.3f} s)'
+            elif overruns:
+                level, message = max(level, WARN), f'last frame took {last:.3f} s > {limit:.3f} s'
+        status_proc = StatusEntry(level, f'{self.node_name}: processing', message, values)
 
         errors = {name: str(counts.get(name, 0)) for name in ERROR_COUNTERS}
         grown = [n for n in ERROR_COUNTERS if counts.get(n, 0) > self._last_errors.get(n, 0)]

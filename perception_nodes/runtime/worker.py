@@ -68,6 +68,16 @@ class KeepLatestWorker(Generic[T]):
             self._pending = (item, self._clock())
             self._cond.notify_all()
 
+    def clear_pending(self) -> bool:
+        """Drop the item waiting (counted as replaced); True if there was one."""
+        with self._cond:
+            if self._pending is None:
+                return False
+            self._pending = None
+            self.counts.replaced += 1
+            self._cond.notify_all()
+            return True
+
     def run_once(self, timeout: float | None = 0.0) -> bool:
         """Process the pending item if any (waiting up to ``timeout`` s; None = forever).
 

@@ -77,8 +77,15 @@ def static_lookup(transforms: dict[tuple[str, str], np.ndarray], calls: list | N
 
 
 @dataclass
+class FakeLabeller:
+    needs_cameras: bool = True
+    name: str = 'teacher'
+    backend_name: str = 'fake'
+
+
+@dataclass
 class FakePipeline:
-    """The documented Pipeline interface with transparent rules (used until/besides the real pipeline).
+    """The Pipeline interface the node core uses, with transparent rules.
 
     A point's label is its class index k = floor(range / 10 m) mod K when it projects into a camera,
     UNKNOWN_LABEL otherwise; its embedding is the one-hot vector of that label (zeros when unknown), so
@@ -87,9 +94,24 @@ class FakePipeline:
 
     names: list[str] = field(default_factory=lambda: ['near', 'middle', 'far'])
     delay_s: float = 0.0
+    labeller: FakeLabeller = field(default_factory=FakeLabeller)
+    config: object = None
+    meaningful: bool = True
+    closed: int = 0
     frames: list[Frame] = field(default_factory=list)
     vocab_calls: list[tuple[object, object]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.names)
+
+    @property
+    def labeller_name(self) -> str:
+        return self.labeller.name
+
+    def close(self) -> None:
+        self.closed += 1
 
     def set_vocabulary(self, names_or_vocab, templates=None) -> None:
         from perception_nodes.vocabulary import load_vocabulary
@@ -124,7 +146,8 @@ class FakePipeline:
         return Outputs(stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, points=frame.points,
                        intensity=frame.intensity, labels=labels, scores=visible.astype(np.float32),
                        instances=np.zeros(n, np.uint32), class_names=list(self.names), embeddings=emb,
-                       visible=visible, overlays=overlays, timings_ms={'fake': 1.0})
+                       visible=visible, overlays=overlays, timings_ms={'fake': 1.0},
+                       camera_frames={v.name: (v.model.frame_id, v.stamp_ns) for v in frame.cameras})
 
 
 class FakeClock:

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from perception_nodes.io.messages import default_message_types
-from perception_nodes.runtime import stats as counters
+from perception_nodes import stats as counters
 from perception_nodes.runtime.diagnostics import OK, WARN, DiagnosticsReporter, diagnostic_array
-from perception_nodes.runtime.stats import RuntimeStats
+from perception_nodes.stats import Stats as RuntimeStats
 from perception_nodes.runtime.worker import WorkerCounts
 
 
@@ -35,7 +35,8 @@ def test_statuses_warn_while_errors_grow_and_serialize(clock):
     entries = reporter.statuses(stats, work, ['/lidar/points'], silent_problem=None, backend='onnxruntime')
     by_name = {e.name: e for e in entries}
     errors = by_name['fusion_node: input errors']
-    assert errors.level == WARN and 'truncated data' in errors.message and errors.values['bad_image'] == '1'
+    assert errors.level == WARN and 'truncated data' in errors.message
+    assert errors.values['camera/bad_image'] == '1'
     proc = by_name['fusion_node: processing']
     assert proc.level == WARN and proc.values['frames dropped (replaced by newer)'] == '3'
     assert proc.values['backend'] == 'onnxruntime'
@@ -51,4 +52,4 @@ def test_statuses_warn_while_errors_grow_and_serialize(clock):
     assert [s.name for s in back.status] == [e.name for e in entries]
     assert [s.level for s in back.status] == [e.level for e in entries]
     kv = {v.key: v.value for v in back.status[2].values}
-    assert kv['bad_image'] == '1'
+    assert kv['camera/bad_image'] == '1'

@@ -18,8 +18,8 @@ from perception_nodes.io.pointcloud2 import FLOAT32, create_cloud, xyz_fields
 from perception_nodes.io.pointcloud2 import read_points
 from perception_nodes.io.stamps import header, stamp_to_ns
 from perception_nodes.outputs import UNKNOWN_LABEL
-from perception_nodes.runtime.fusion_core import FusionCore
-from perception_nodes.runtime.params import NodeParams
+from perception_nodes.config import PerceptionConfig, with_overrides
+from perception_nodes.runtime.core import NodeCore
 
 
 class TruthAttachingPipeline:
@@ -27,12 +27,12 @@ class TruthAttachingPipeline:
     so they are re-attached to the assembled views (matched by name) before the pipeline runs."""
 
     def __init__(self, world, embeddings):
-        from perception_nodes.config import PipelineConfig, with_overrides
         from perception_nodes.pipeline import Pipeline
         from perception_nodes.teacher.oracle import OracleTeacher
-        config = with_overrides(PipelineConfig(), {'fusion.keep_embeddings': True, 'overlay.enabled': True})
+        config = with_overrides(PerceptionConfig(), {'outputs.embeddings': True, 'overlay.enabled': True})
         self.inner = Pipeline(config, teacher=OracleTeacher(embeddings))
         self.world, self.embeddings, self.frames = world, embeddings, []
+        self.labeller, self.class_names, self.config = self.inner.labeller, SIM_CLASSES, config
 
     def set_vocabulary(self, vocabulary, templates=None):
         self.inner.set_vocabulary(vocabulary, embeddings=self.embeddings)
@@ -63,17 +63,17 @@ def test_synthetic_world_through_messages(world):
               rgb_to_compressed_msg(cam1.image, header(cam1.model.frame_id, stamp, msgs), msgs, fmt='png')]
     infos = {v.name: camera_info_msg(v.model, stamp, msgs) for v in world.cameras}
     transforms = {(v.model.frame_id, world.frame_id): v.T_cam_lidar for v in world.cameras}
-    params = NodeParams.from_dict({
-        'lidar_topic': '/sim/points', 'camera_names': [cam0.name, cam1.name],
-        'camera_image_topics': ['/sim/camera_0/image_raw', '/sim/camera_1/image_raw/compressed'],
-        'camera_info_topics': ['/sim/camera_0/camera_info', '/sim/camera_1/camera_info'],
-        'camera_transports': ['raw', 'compressed'], 'vocabulary': ['sim']})
+    config = with_overrides(PerceptionConfig(), {
+        'inputs.lidar_topic': '/sim/points', 'inputs.camera_names': [cam0.name, cam1.name],
+        'inputs.camera_topics': ['/sim/camera_0/image_raw', '/sim/camera_1/image_raw/compressed'],
+        'vocabulary.classes': ['sim']})
     gen = torch.Generator().manual_seed(0)
     embeddings = F.normalize(torch.randn(len(SIM_CLASSES), 32, generator=gen), dim=1)
     pipeline = TruthAttachingPipeline(world, embeddings)
+    pipeline.set_vocabulary('sim')
     published = {}
-    core = FusionCore(params, pipeline, msgs, lambda target, source, ns: transforms[(target, source)],
-                      publish=lambda key, msg: published.setdefault(key, msg))
+    core = NodeCore(config, pipeline, msgs, lambda target, source, ns: transforms[(target, source)],
+                    publish=lambda key, msgtype, msg: published.setdefault(key, msg))
     core.start(threaded=False)
     core.on_query('car')
     for name, info in infos.items():
