@@ -10,9 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from perception_nodes.metrics.semantic import (AFFINITY3D_UNSEEN, SemanticAccumulator, frequency_splits,
-                                               harmonic_iou, head_common_tail, metrics_from_confusion,
-                                               seen_unseen, split_metrics)
+from perception_nodes.metrics.semantic import (AFFINITY3D_UNSEEN, SemanticAccumulator, SemanticReport,
+                                               frequency_splits, harmonic_iou, head_common_tail,
+                                               metrics_from_confusion, seen_unseen, split_metrics)
 from perception_nodes.outputs import UNKNOWN_LABEL
 from perception_nodes.vocabulary import load_vocabulary
 
@@ -330,3 +330,15 @@ def test_head_common_tail_hand_computed():
     with pytest.raises(ValueError, match='exactly one'):
         head_common_tail(r)
     assert split_metrics(r, ['c2', 2]).classes == ['c2']
+
+
+def test_report_bundles_splits_as_json():
+    names = load_vocabulary('semantickitti').names
+    r = _result_with_ious(names, [40.0 if n in AFFINITY3D_UNSEEN else 60.0 for n in names])
+    report = SemanticReport(result=r, seen_unseen=seen_unseen(r),
+                            splits=head_common_tail(r, train_counts=np.arange(19, 0, -1)))
+    d = json.loads(json.dumps(report.to_dict()))
+    assert d['seen_unseen']['hiou'] == pytest.approx(2 * 0.6 * 0.4 / 1.0)
+    assert set(d['splits']) == {'head', 'common', 'tail', 'all'}
+    assert d['splits']['head']['classes'][0] == 'car'
+    assert d['miou'] == pytest.approx((15 * 0.6 + 4 * 0.4) / 19)
