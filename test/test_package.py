@@ -149,6 +149,9 @@ def test_setup_installs_launch_config_and_rviz_files_into_share(wheel):
                 f'{share}/config/perception.yaml', f'{share}/config/rviz/perception.rviz'}
     vocabularies = (ROOT / 'config' / 'vocabularies').glob('*.yaml')
     expected |= {f'{share}/config/vocabularies/{p.name}' for p in vocabularies}
+    label_maps = list((ROOT / 'config' / 'label_maps').glob('*.yaml'))
+    assert label_maps
+    expected |= {f'{share}/config/label_maps/{p.name}' for p in label_maps}
     assert expected <= data, f'missing from the install: {sorted(expected - data)}'
     entry_points = next(n for n in wheel.namelist() if n.endswith('entry_points.txt'))
     text = wheel.read(entry_points).decode()
