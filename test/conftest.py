@@ -46,7 +46,7 @@ def nuscenes_keyframe_dir() -> Path:
 
 @pytest.fixture(scope='session')
 def scannet_scene_dir() -> Path:
-    """ScanNet scene0000_00: axis-aligned vertices xyzrgb, NYU40 + instance labels, 3 posed JPEGs."""
+    """Provide ScanNet scene0000_00: axis-aligned vertices xyzrgb, NYU40 + instance labels, 3 posed JPEGs."""
     return _require('scannet_scene0000_00')
 
 

@@ -82,12 +82,12 @@ def lidar_topic(channel: str = LIDAR_CHANNEL) -> str:
 
 
 def image_topic(channel: str) -> str:
-    """CompressedImage topic of a camera channel (image_transport naming)."""
+    """Return the CompressedImage topic of a camera channel (image_transport naming)."""
     return f'/{frame_id(channel)}/image_raw/compressed'
 
 
 def camera_info_topic(channel: str) -> str:
-    """CameraInfo topic of a camera channel."""
+    """Return the CameraInfo topic of a camera channel."""
     return f'/{frame_id(channel)}/camera_info'
 
 

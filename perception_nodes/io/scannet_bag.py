@@ -136,7 +136,7 @@ def _read_txt_matrix(path: Path, shapes: tuple[tuple[int, int], ...] = ((4, 4),)
 
 
 def _axis_alignment_from_meta(path: Path) -> np.ndarray | None:
-    """ScanNet's ``<scene>.txt``: the ``axisAlignment = m00 m01 ...`` line (row-major 4x4)."""
+    """Read the ``axisAlignment = m00 m01 ...`` line (row-major 4x4) of ScanNet's ``<scene>.txt``."""
     for line in path.read_text(encoding='utf-8', errors='replace').splitlines():
         key, _, value = line.partition('=')
         if key.strip() == 'axisAlignment':
