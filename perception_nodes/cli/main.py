@@ -14,6 +14,8 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'bag-info': ('bag_info', 'print topics, types, counts, rates and duration of a bag'),
     'kitti-to-bag': ('kitti_to_bag', 'convert a KITTI / SemanticKITTI folder into a ROS 2 bag'),
+    'nuscenes-to-bag': ('nuscenes_to_bag', 'convert a nuScenes dataroot (devkit layout) into a ROS 2 bag'),
+    'scannet-to-bag': ('scannet_to_bag', 'convert a ScanNet scene (points, labels, posed images) into a bag'),
     'replay': ('replay', 'run the perception pipeline over a bag and write an output bag'),
     'demo': ('demo', 'build sample bags and replay them (the README main job)'),
     'export': ('export', 'export a student checkpoint to ONNX (and a TensorRT engine)'),
