@@ -60,7 +60,7 @@ class PointAugmentResult:
 
 def augment_points(points: Tensor, config: PointAugmentConfig | None = None,
                    generator: torch.Generator | None = None) -> PointAugmentResult:
-    """xyz' = s · xyz + t for a random subset of round(keep_ratio · N) points (order preserved)."""
+    """Scale and translate xyz (s · xyz + t) of a random subset of round(keep_ratio · N) points, in order."""
     config = config or PointAugmentConfig()
     if points.ndim != 2 or points.shape[1] < 3:
         raise ValueError(f'points must be (N, >=3), got {tuple(points.shape)}')
@@ -79,7 +79,7 @@ def augment_points(points: Tensor, config: PointAugmentConfig | None = None,
 
 @dataclass
 class ImageAugmentConfig:
-    """Crop (H, W) at the bottom with a random column offset, horizontal flip, colour jitter (2DPASS values)."""
+    """Crop (H, W) at the bottom at a random column, horizontal flip, colour jitter (2DPASS values)."""
 
     crop_size: tuple[int, int] | None = (320, 480)
     bottom_crop: bool = True
@@ -214,7 +214,7 @@ def aabb(xyz: np.ndarray) -> np.ndarray:
 
 
 def boxes_overlap(box: np.ndarray, others: Sequence[np.ndarray]) -> bool:
-    """True when ``box`` (2, 3) overlaps any of ``others`` on all three axes (touching is no collision)."""
+    """Tell whether ``box`` (2, 3) overlaps any of ``others`` on all three axes (touching is no collision)."""
     return any(bool(np.all(box[0] < o[1]) and np.all(o[0] < box[1])) for o in others)
 
 

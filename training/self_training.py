@@ -47,7 +47,8 @@ class MaskAdditionResult:
 
 
 def mask_addition(original: Tensor, mask_logits: Tensor, objectness_logits: Tensor,
-                  config: MaskAdditionConfig | None = None, previous: Tensor | None = None) -> MaskAdditionResult:
+                  config: MaskAdditionConfig | None = None,
+                  previous: Tensor | None = None) -> MaskAdditionResult:
     """Add confident, novel predicted masks (K, N) to the fixed pseudo masks M^0 (M0, N) of one scene.
 
     ``previous`` (P, N): masks added in earlier cycles to keep (None: M^t = M^0 ∪ this cycle's additions).
@@ -56,8 +57,8 @@ def mask_addition(original: Tensor, mask_logits: Tensor, objectness_logits: Tens
     original = original.bool()
     n = original.shape[1]
     if mask_logits.ndim != 2 or mask_logits.shape[1] != n or objectness_logits.shape != mask_logits.shape[:1]:
-        raise ValueError(f'predictions {tuple(mask_logits.shape)} / objectness {tuple(objectness_logits.shape)} '
-                         f'do not fit pseudo masks {tuple(original.shape)}')
+        raise ValueError(f'predictions {tuple(mask_logits.shape)} / objectness '
+                         f'{tuple(objectness_logits.shape)} do not fit pseudo masks {tuple(original.shape)}')
     kept_prev = previous.bool().to(original.device) if previous is not None else original[:0]
     current = torch.cat([original, kept_prev])
     with torch.no_grad():

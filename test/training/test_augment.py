@@ -1,4 +1,4 @@
-"""Augmentations: Affinity3D point / image (correspondences kept), ScanNet200 copy-paste (floor, collisions)."""
+"""Augmentations: Affinity3D points / images (correspondences kept), ScanNet200 copy-paste."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,8 +7,8 @@ import torch
 
 from perception_nodes.geometry.sampling import sample_features
 from training.augment import (CopyPasteConfig, ImageAugmentConfig, InstanceSample, PointAugmentConfig, aabb,
-                              augment_image, augment_points, boxes_overlap, color_jitter, copy_paste_instances,
-                              floor_height_map)
+                              augment_image, augment_points, boxes_overlap, color_jitter,
+                              copy_paste_instances, floor_height_map)
 
 torch.set_num_threads(1)
 
@@ -28,8 +28,8 @@ def test_point_augment_ranges_subset_and_mapping():
     assert torch.equal(again.points, out.points)
     other = augment_points(pts, generator=torch.Generator().manual_seed(2))
     assert not torch.equal(other.index, out.index)
-    scales = [augment_points(pts[:5], PointAugmentConfig(keep_ratio=1.0), torch.Generator().manual_seed(s)).scale
-              for s in range(50)]
+    cfg = PointAugmentConfig(keep_ratio=1.0)
+    scales = [augment_points(pts[:5], cfg, torch.Generator().manual_seed(s)).scale for s in range(50)]
     assert min(scales) >= 0.95 and max(scales) <= 1.05 and max(scales) - min(scales) > 0.05
     with pytest.raises(ValueError, match='keep_ratio'):
         PointAugmentConfig(keep_ratio=0.0)
@@ -70,7 +70,8 @@ def test_flip_agrees_with_bilinear_sampling_at_subpixel_points():
     cfg = ImageAugmentConfig(crop_size=None, flip_prob=1.0, brightness=0, contrast=0, saturation=0)
     out = augment_image(image, uv, torch.ones(50, dtype=torch.bool), cfg)
     assert out.flipped
-    torch.testing.assert_close(sample_features(out.image, out.uv, (40, 60)), sample_features(image, uv, (40, 60)))
+    torch.testing.assert_close(sample_features(out.image, out.uv, (40, 60)),
+                               sample_features(image, uv, (40, 60)))
 
 
 def test_bottom_crop_keeps_the_lower_rows_and_jitter_is_pixelwise_and_seeded():
@@ -108,8 +109,8 @@ def _bank():
 
 def test_copy_paste_places_tail_instances_on_the_floor_without_collisions():
     points, labels, ids = _room()
-    res = copy_paste_instances(points, labels, ids, _bank(), tail_classes=[7, 8], rng=np.random.default_rng(0),
-                               ignore_labels=[0])
+    res = copy_paste_instances(points, labels, ids, _bank(), tail_classes=[7, 8],
+                               rng=np.random.default_rng(0), ignore_labels=[0])
     assert len(res.placed) == 5 and set(res.placed) <= {0, 1}          # only tail classes
     new = res.instance_ids >= 2
     assert set(np.unique(res.labels[new]).tolist()) <= {7, 8}
@@ -141,8 +142,8 @@ def test_copy_paste_rejects_every_candidate_when_the_room_is_full_and_is_seeded(
     res = copy_paste_instances(pts, np.concatenate([labels, [3, 3]]), np.concatenate([ids, [9, 9]]), _bank(),
                                [7, 8], np.random.default_rng(1), ignore_labels=[0])
     assert res.placed == [] and res.tries == 50 and len(res.points) == len(pts)
-    a = copy_paste_instances(points, labels, ids, _bank(), [7, 8], np.random.default_rng(4), ignore_labels=[0])
-    b = copy_paste_instances(points, labels, ids, _bank(), [7, 8], np.random.default_rng(4), ignore_labels=[0])
+    a, b = (copy_paste_instances(points, labels, ids, _bank(), [7, 8], np.random.default_rng(4),
+                                 ignore_labels=[0]) for _ in range(2))
     assert np.array_equal(a.points, b.points) and a.placed == b.placed
 
 

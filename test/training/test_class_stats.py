@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from training.class_stats import class_balanced_alpha, class_counts, class_weights_from_counts, long_tail_split
+from training.class_stats import (class_balanced_alpha, class_counts, class_weights_from_counts,
+                                  long_tail_split)
 
 
 def test_class_counts_skip_ignore_and_check_range():

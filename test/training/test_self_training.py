@@ -23,7 +23,7 @@ def test_keeps_originals_and_adds_exactly_the_confident_novel_predictions():
     original = _masks(n, (0, 20), (20, 40))
     preds = _masks(n, (0, 19),      # duplicate of original 0 (IoU 0.95) -> rejected
                    (50, 70),        # novel, confident -> added
-                   (52, 72),        # near-duplicate of the previous (IoU 18/22) but less confident -> rejected
+                   (52, 72),        # near-duplicate of the previous (IoU 18/22), less confident -> rejected
                    (80, 95),        # novel but not confident -> rejected
                    (96, 99),        # novel, confident, too small (3 < 8) -> rejected
                    (30, 50))        # IoU 10/30 = 1/3 with original 1 -> not < 0.25 -> rejected
@@ -55,5 +55,6 @@ def test_top_k_and_previous_additions():
 def test_shape_errors_and_empty_original():
     with pytest.raises(ValueError, match='do not fit'):
         mask_addition(torch.zeros(1, 5, dtype=torch.bool), torch.zeros(2, 4), torch.zeros(2))
-    res = mask_addition(torch.zeros(0, 30, dtype=torch.bool), _logits(_masks(30, (0, 10))), torch.tensor([1.0]))
+    empty = torch.zeros(0, 30, dtype=torch.bool)
+    res = mask_addition(empty, _logits(_masks(30, (0, 10))), torch.tensor([1.0]))
     assert res.added.tolist() == [0] and res.masks.shape == (1, 30)

@@ -1,4 +1,4 @@
-"""Training losses of the five papers (Affinity3D, POP-3D, CNS, ScanNet200, UnScene3D) and their combinator."""
+"""Training losses of the five papers (Affinity3D, POP-3D, CNS, ScanNet200, UnScene3D), and a combinator."""
 from training.losses.combine import (LOSS_TYPES, LossOutput, LossSpec, NonFiniteLossError, WeightedSumLoss,
                                      build_loss_module)
 from training.losses.common import DEFAULT_LOGIT_SCALE, text_logits
@@ -13,8 +13,9 @@ from training.losses.occupancy import feature_mse, gather_voxel_features, occupa
 from training.losses.segmentation import affinity3d_segmentation_loss, weighted_cross_entropy
 
 __all__ = [
-    'DEFAULT_LOGIT_SCALE', 'IGNORE_INDEX', 'LOSS_TYPES', 'ContrastiveConfig', 'InstanceLossConfig', 'LossOutput',
-    'LossSpec', 'NonFiniteLossError', 'WeightedSumLoss', 'affinity3d_segmentation_loss', 'batch_instance_losses',
+    'DEFAULT_LOGIT_SCALE', 'IGNORE_INDEX', 'LOSS_TYPES', 'ContrastiveConfig', 'InstanceLossConfig',
+    'LossOutput', 'LossSpec', 'NonFiniteLossError', 'WeightedSumLoss', 'affinity3d_segmentation_loss',
+    'batch_instance_losses',
     'build_loss_module', 'class_balanced_focal', 'droploss_keep', 'feature_mse', 'gather_voxel_features',
     'hungarian_match', 'instance_losses', 'kl_divergence', 'latent_consistency', 'lovasz_softmax',
     'lovasz_softmax_logits', 'mask_iou', 'matching_cost', 'occupancy_loss', 'pool_by_region', 'pop3d_loss',

@@ -10,7 +10,8 @@ from torch.nn import functional as F
 DEFAULT_LOGIT_SCALE = 100.0
 
 
-def text_logits(features: Tensor, text_embeddings: Tensor, logit_scale: float = DEFAULT_LOGIT_SCALE) -> Tensor:
+def text_logits(features: Tensor, text_embeddings: Tensor,
+                logit_scale: float = DEFAULT_LOGIT_SCALE) -> Tensor:
     """Affinity3D Eq. 13/14/18 logits: ``logit_scale * cos(f_i, t_c)``; (N, D) x (C, D) -> (N, C)."""
     if features.shape[-1] != text_embeddings.shape[-1]:
         raise ValueError(f'text_logits: feature width {features.shape[-1]} != text width '
@@ -20,7 +21,7 @@ def text_logits(features: Tensor, text_embeddings: Tensor, logit_scale: float = 
 
 
 def zero_like_graph(*tensors: Tensor) -> Tensor:
-    """A scalar 0 connected to every tensor's graph (backward through it gives exact zero gradients)."""
+    """Return a scalar 0 connected to every tensor's graph (backward gives exact zero gradients)."""
     out = None
     for t in tensors:
         if t is not None and t.is_floating_point():

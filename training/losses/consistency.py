@@ -81,7 +81,7 @@ def _region_term(pooled: Tensor, region_latents: Tensor, mode: str, temperature:
 def latent_consistency(latents_2d: Tensor, regions_2d: Tensor, latents_3d: Tensor, regions_3d: Tensor,
                        region_latents: Tensor, mode: str = 'infonce',
                        temperature: float = LATENT_TEMPERATURE) -> dict[str, Tensor]:
-    """Latent consistency of 2D pixel latents (P, K) and 3D point latents (N, K) with SAM region latents (R, K).
+    """Latent consistency of 2D pixel (P, K) and 3D point (N, K) latents with SAM region latents (R, K).
 
     ``regions_2d`` (P,) / ``regions_3d`` (N,): the SAM region of each pixel / point, -1 for none. Only
     regions holding at least one pixel (resp. point) enter that modality's term. Returns {'2d', '3d',
@@ -103,10 +103,9 @@ def latent_consistency(latents_2d: Tensor, regions_2d: Tensor, latents_3d: Tenso
 
 
 def region_ids_from_masks(masks: Tensor) -> Tensor:
-    """(R, ...) bool SAM masks -> (...) long region id per element (-1 where no mask; overlaps: the last mask)."""
+    """(R, ...) bool SAM masks -> (...) long region id per element (-1: no mask; overlaps: the last)."""
     masks = masks.bool()
     ids = torch.full(masks.shape[1:], -1, dtype=torch.long, device=masks.device)
     for i in range(masks.shape[0]):
         ids[masks[i]] = i
     return ids
-

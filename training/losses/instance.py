@@ -1,4 +1,4 @@
-"""UnScene3D self-training losses (Sec. 3.2): Hungarian matching on Dice + BCE, mask and objectness losses, DropLoss.
+"""UnScene3D self-training losses (Sec. 3.2): Hungarian matching on Dice + BCE, mask losses, DropLoss.
 
 Per scene, K predictions (mask logits (K, N) over points or segments, objectness logits (K,)) are matched
 one-to-one to M pseudo masks (M, N) by ``scipy.optimize.linear_sum_assignment`` on
@@ -68,7 +68,7 @@ def pairwise_dice_cost(mask_logits: Tensor, targets: Tensor) -> Tensor:
 
 def matching_cost(mask_logits: Tensor, objectness_logits: Tensor, targets: Tensor,
                   config: InstanceLossConfig | None = None) -> Tensor:
-    """The (K, M) Hungarian cost matrix (module doc), computed without gradients."""
+    """Compute the (K, M) Hungarian cost matrix (module doc) without gradients."""
     config = config or InstanceLossConfig()
     with torch.no_grad():
         cost = (config.cost_bce * pairwise_bce_cost(mask_logits, targets)
@@ -153,8 +153,8 @@ def instance_losses(mask_logits: Tensor, objectness_logits: Tensor, targets: Ten
         bce = dice = zero_like_graph(mask_logits[:0])
 
     obj_target = matched.to(objectness_logits.dtype)
-    weight = torch.where(matched, torch.ones_like(obj_target), torch.full_like(obj_target,
-                                                                                  config.no_object_weight))
+    weight = torch.where(matched, torch.ones_like(obj_target),
+                         torch.full_like(obj_target, config.no_object_weight))
     o, ot, w = objectness_logits[kept], obj_target[kept], weight[kept]
     if o.numel() and float(w.sum()) > 0:
         obj = (F.binary_cross_entropy_with_logits(o, ot, reduction='none') * w).sum() / w.sum()
@@ -170,5 +170,6 @@ def batch_instance_losses(mask_logits: list[Tensor], objectness_logits: list[Ten
     """Mean of :func:`instance_losses` terms over the scenes of a batch (lists of per-scene tensors)."""
     if not (len(mask_logits) == len(objectness_logits) == len(targets)) or not mask_logits:
         raise ValueError('batch_instance_losses: need equally long, non-empty lists of scenes')
-    outs = [instance_losses(m, o, t, config).terms for m, o, t in zip(mask_logits, objectness_logits, targets)]
+    outs = [instance_losses(m, o, t, config).terms
+            for m, o, t in zip(mask_logits, objectness_logits, targets)]
     return {key: torch.stack([o[key] for o in outs]).mean() for key in outs[0]}

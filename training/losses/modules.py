@@ -49,8 +49,8 @@ class LovaszSoftmaxLoss(nn.Module):
 class CrossEntropyLoss(nn.Module):
     """(Weighted) CE; weights given directly (``class_weights``) or from ``class_counts`` (Eq. 19 weights)."""
 
-    def __init__(self, class_weights: Sequence[float] | None = None, class_counts: Sequence[float] | None = None,
-                 ignore_index: int = IGNORE_INDEX) -> None:
+    def __init__(self, class_weights: Sequence[float] | None = None,
+                 class_counts: Sequence[float] | None = None, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         if class_weights is not None and class_counts is not None:
             raise ValueError('give class_weights or class_counts, not both')
@@ -178,7 +178,7 @@ class InstanceLoss(nn.Module):
 
 
 def _scenes(x: Tensor | Sequence[Tensor], scene_ndim: int) -> list[Tensor]:
-    """A list of per-scene tensors from a list, one scene's tensor, or a batched (B, ...) tensor."""
+    """Return a list of per-scene tensors from a list, one scene's tensor, or a batched (B, ...) tensor."""
     if torch.is_tensor(x):
         return list(x) if x.ndim == scene_ndim + 1 else [x]
     return list(x)

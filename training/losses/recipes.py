@@ -60,7 +60,8 @@ def cns_specs(weights: dict[str, float] | None = None, latent_mode: str = 'infon
 
     Batch keys: ``logits_3d`` (N, C) + ``labels`` (N,); ``logits_2d`` (P, C) + ``labels_2d`` (P,);
     ``pair_logits_2d`` / ``pair_logits_3d`` (Q, C) at corresponding pixel/point pairs;
-    ``latents_2d`` (P', 64), ``regions_2d``, ``latents_3d`` (N', 64), ``regions_3d``, ``region_latents`` (R, 64).
+    ``latents_2d`` (P', 64), ``regions_2d``, ``latents_3d`` (N', 64), ``regions_3d``,
+    ``region_latents`` (R, 64).
     """
     w = dict(CNS_WEIGHTS, **(weights or {}))
     return [

@@ -1,4 +1,4 @@
-"""Training-only network modules (never exported): Affinity3D KT branch, CNS 2D net + latents, UnScene3D head."""
+"""Training-only modules (never exported): Affinity3D KT branch, CNS 2D net + latents, UnScene3D head."""
 from training.models.affinity_branch import (GatedFusion, KnowledgeTransferBranch, KnowledgeTransferConfig,
                                              KnowledgeTransferOutput, ResNet34Encoder)
 from training.models.cns_2d import CNS2DNet, LatentConfig, LatentProjections

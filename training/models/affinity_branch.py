@@ -35,7 +35,7 @@ RESNET34_STAGE_CHANNELS = (64, 128, 256, 512)   # layer1..layer4, strides 4, 8, 
 
 
 class ResNet34Encoder(nn.Module):
-    """torchvision ResNet-34 (random init) returning the four stage maps [(B, 64, H/4, W/4), ..., (B, 512, H/32, W/32)]."""
+    """Torchvision ResNet-34 (random init) -> stage maps (B, 64, H/4, W/4) .. (B, 512, H/32, W/32)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -76,7 +76,7 @@ class GatedFusion(nn.Module):
 
 
 def two_d_learner(in_dim: int, out_dim: int) -> nn.Sequential:
-    """The 2D learner MLP mapping F_3D^l into the 2D feature space of its layer."""
+    """Build the 2D learner MLP mapping F_3D^l into the 2D feature space of its layer."""
     return nn.Sequential(nn.Linear(in_dim, out_dim), nn.ReLU(inplace=True), nn.Linear(out_dim, out_dim))
 
 
@@ -100,7 +100,8 @@ class KnowledgeTransferConfig:
             self.image_stages = tuple(range(4 - n, 4))
         self.image_stages = tuple(int(s) for s in self.image_stages)
         if len(self.image_stages) != n or any(not 0 <= s < 4 for s in self.image_stages):
-            raise ValueError(f'image_stages {self.image_stages} must give a ResNet stage 0..3 per point layer')
+            raise ValueError(f'image_stages {self.image_stages} must give a ResNet stage 0..3 per point '
+                             'layer')
         if not self.project_3d and any(c != self.embed_dim for c in self.point_channels):
             raise ValueError(f'project_3d=False needs point layers of width embed_dim={self.embed_dim}, '
                              f'got {self.point_channels}')
@@ -118,7 +119,7 @@ class KnowledgeTransferOutput:
 
 
 class KnowledgeTransferBranch(nn.Module):
-    """Image encoder + per-layer 2D learner, gated fusion and text heads; forward -> :class:`KnowledgeTransferOutput`."""
+    """Image encoder + per-layer 2D learner, gated fusion, text heads -> :class:`KnowledgeTransferOutput`."""
 
     def __init__(self, config: KnowledgeTransferConfig) -> None:
         super().__init__()
@@ -142,14 +143,18 @@ class KnowledgeTransferBranch(nn.Module):
             for b in range(fmap.shape[0]):
                 sel = image_index == b
                 if bool(sel.any()):
-                    out[sel] = sample_features(fmap[b], uv[sel], image_size, mode=self.config.sampling).to(out.dtype)
+                    got = sample_features(fmap[b], uv[sel], image_size, mode=self.config.sampling)
+                    out[sel] = got.to(out.dtype)
             outs.append(out)
         return outs
 
     def forward(self, images: Tensor, point_features: list[Tensor], uv: Tensor, image_index: Tensor,
                 text_embeddings: Tensor) -> KnowledgeTransferOutput:
-        """images (B, 3, H, W); point_features per layer (N, C_3D^l); uv (N, 2) pixels in ``images``;
-        image_index (N,) long (-1: the point is in no image); text_embeddings (V, embed_dim)."""
+        """Run Eq. 11-14 for every configured layer.
+
+        images (B, 3, H, W); point_features per layer (N, C_3D^l); uv (N, 2) pixels in ``images``;
+        image_index (N,) long (-1: the point is in no image); text_embeddings (V, embed_dim).
+        """
         if len(point_features) != len(self.config.point_channels):
             raise ValueError(f'{len(point_features)} point layers given, configured for '
                              f'{len(self.config.point_channels)}')
@@ -159,10 +164,10 @@ class KnowledgeTransferBranch(nn.Module):
         maps = self.encoder(images)
         f2d = self.sample_image_features(maps, uv, image_index.to(uv.device), tuple(images.shape[-2:]))
         out = KnowledgeTransferOutput([], [], [], [], f2d)
-        for l, f3d in enumerate(point_features):
-            fused, gate = self.fusions[l](f2d[l], self.learners[l](f3d))
-            out.logits_3d.append(text_logits(self.heads_3d[l](f3d), text_embeddings, self.config.logit_scale))
-            out.logits_fused.append(text_logits(self.heads_fused[l](fused), text_embeddings,
+        for i, f3d in enumerate(point_features):
+            fused, gate = self.fusions[i](f2d[i], self.learners[i](f3d))
+            out.logits_3d.append(text_logits(self.heads_3d[i](f3d), text_embeddings, self.config.logit_scale))
+            out.logits_fused.append(text_logits(self.heads_fused[i](fused), text_embeddings,
                                                 self.config.logit_scale))
             out.gates.append(gate)
             out.fused.append(fused)

@@ -1,4 +1,4 @@
-"""CNS 2D network (DeepLabV3, 512-d per-pixel features) and the K_f = 64 latent maps θ_f, φ_f, ϕ_f (training only).
+"""CNS 2D network (DeepLabV3, 512-d per pixel) and the K_f = 64 latent maps θ_f, φ_f, ϕ_f (training only).
 
 CNS supplement [P]: the 2D network is DeepLabV3 (ImageNet-pretrained in the paper; random init here, or
 a local backbone checkpoint via :meth:`CNS2DNet.load_imagenet_backbone`); pixel, point and text features
@@ -23,7 +23,7 @@ BACKBONES = ('resnet50', 'resnet101', 'mobilenet_v3_large')
 
 
 class CNS2DNet(nn.Module):
-    """DeepLabV3 with ``out_dim`` output channels: images (B, 3, H, W) -> per-pixel features (B, out_dim, H, W)."""
+    """DeepLabV3 with ``out_dim`` outputs: images (B, 3, H, W) -> per-pixel features (B, out_dim, H, W)."""
 
     def __init__(self, out_dim: int = CNS_FEATURE_DIM, backbone: str = 'resnet50') -> None:
         super().__init__()
@@ -38,7 +38,7 @@ class CNS2DNet(nn.Module):
         return self.net(images)['out']
 
     def load_imagenet_backbone(self, path: str | os.PathLike) -> None:
-        """Load a local torchvision-layout ImageNet checkpoint of the backbone (classifier ``fc.`` ignored)."""
+        """Load a local torchvision-layout ImageNet backbone checkpoint (classifier ``fc.`` ignored)."""
         if self.backbone_name == 'mobilenet_v3_large':
             raise ValueError('loading ImageNet weights is implemented for the ResNet backbones only')
         load_pretrained(self.net.backbone, path, drop_prefixes=('fc.',))
@@ -77,6 +77,5 @@ def pixel_rows(features: Tensor) -> Tensor:
 
 
 def pixels_at(features: Tensor, image_index: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """(B, C, H, W) features at integer pixels -> (P, C) (for the point/pixel pairs of the consistency loss)."""
+    """(B, C, H, W) features at integer pixels -> (P, C) (the point/pixel pairs of the consistency loss)."""
     return features[image_index.long(), :, rows.long(), cols.long()]
-

@@ -55,7 +55,7 @@ class DecoderLayer(nn.Module):
 
 
 class QueryMaskDecoder(nn.Module):
-    """forward(point features (B, N, C) or (N, C), valid (B, N) / (N,) bool) -> :class:`InstancePrediction`."""
+    """forward(point features (B, N, C) or (N, C), valid (B, N) / (N,)) -> :class:`InstancePrediction`."""
 
     def __init__(self, config: InstanceHeadConfig) -> None:
         super().__init__()

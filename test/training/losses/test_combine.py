@@ -53,7 +53,8 @@ def test_subterms_are_logged_and_zero_weight_terms_skipped():
              'occupancy_target': torch.rand(2, 2, 2, generator=g) > 0.5}
     out = crit(batch)                      # the feature term (λ = 0) needs no batch keys: it is skipped
     assert set(out.terms) == {'occupancy', 'occupancy/ce', 'occupancy/lovasz'}
-    torch.testing.assert_close(out.terms['occupancy'], out.terms['occupancy/ce'] + out.terms['occupancy/lovasz'])
+    parts = out.terms['occupancy/ce'] + out.terms['occupancy/lovasz']
+    torch.testing.assert_close(out.terms['occupancy'], parts)
 
 
 def test_config_errors_are_named():
@@ -80,16 +81,17 @@ def test_affinity3d_recipe_runs_and_weighs_alpha_and_gamma():
     vis = torch.tensor([True, False, True, True, False, True])
     labels = torch.tensor([0, 1, 2, 0, 1, -1])
     batch = {'logits_3d': torch.randn(6, 3, generator=g), 'labels': labels,
-             'kt_logits_3d': [torch.randn(6, 3, generator=g)], 'kt_logits_fused': [torch.randn(6, 3, generator=g)],
+             'kt_logits_3d': [torch.randn(6, 3, generator=g)],
+             'kt_logits_fused': [torch.randn(6, 3, generator=g)],
              'visible': vis, 'labels_visible': torch.where(vis, labels, torch.full_like(labels, -1))}
     out = crit(batch)
     expected = sum(out.weights[k] * out.terms[k] for k in out.weights)
     torch.testing.assert_close(out.total, expected)
 
 
-@pytest.mark.parametrize('factory', [recipes.cns_specs, recipes.scannet200_pretrain_specs,
-                                     recipes.unscene3d_specs,
-                                     lambda: recipes.scannet200_finetune_specs([5, 3, 2], direction='inverse')])
+@pytest.mark.parametrize('factory', [
+    recipes.cns_specs, recipes.scannet200_pretrain_specs, recipes.unscene3d_specs,
+    lambda: recipes.scannet200_finetune_specs([5, 3, 2], direction='inverse')])
 def test_recipe_specs_build(factory):
     crit = WeightedSumLoss(factory())
     assert len(crit.terms) >= 1

@@ -73,4 +73,5 @@ def test_pop3d_total_is_occ_plus_lambda_feature_and_gradcheck():
     cam = torch.tensor([True, True, False, True, False])
     out = pop3d_loss(logits, target, pred, teacher, cam)
     torch.testing.assert_close(out['total'], out['occ_ce'] + out['occ_lovasz'] + 1.0 * out['feature'])
-    assert torch.autograd.gradcheck(lambda a, b: pop3d_loss(a, target, b, teacher, cam)['total'], (logits, pred))
+    assert torch.autograd.gradcheck(lambda a, b: pop3d_loss(a, target, b, teacher, cam)['total'],
+                                    (logits, pred))

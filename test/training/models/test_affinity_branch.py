@@ -51,14 +51,15 @@ def test_branch_shapes_and_per_image_sampling(branch):
     assert [t.shape[1] for t in out.image_features] == [256, 512]     # ResNet-34 stages 3 and 4
     assert all(bool((gt >= 0).all() and (gt <= 1).all()) for gt in out.gates)
     # Each point reads its own image at its pixel; points in no image get zeros.
-    for l, stage in enumerate((2, 3)):
+    for layer, stage in enumerate((2, 3)):
         for i in range(n):
             b = int(index[i])
             if b < 0:
-                assert torch.equal(out.image_features[l][i], torch.zeros(out.image_features[l].shape[1]))
+                feats_i = out.image_features[layer][i]
+                assert torch.equal(feats_i, torch.zeros_like(feats_i))
             else:
                 want = sample_features(maps[stage][b], uv[i:i + 1], (64, 96))[0]
-                torch.testing.assert_close(out.image_features[l][i], want)
+                torch.testing.assert_close(out.image_features[layer][i], want)
     torch.testing.assert_close(out.logits_fused[1], text_logits(branch.heads_fused[1](out.fused[1]), text))
 
 
@@ -68,7 +69,8 @@ def test_unprojected_3d_layer_is_the_students_own_prediction_and_gradients_reach
                                                              project_3d=False, logit_scale=10.0))
     emb = torch.randn(4, 12, requires_grad=True)
     text = torch.randn(3, 12)
-    out = branch(torch.rand(1, 3, 64, 64), [emb], torch.rand(4, 2) * 63, torch.zeros(4, dtype=torch.long), text)
+    index = torch.zeros(4, dtype=torch.long)
+    out = branch(torch.rand(1, 3, 64, 64), [emb], torch.rand(4, 2) * 63, index, text)
     torch.testing.assert_close(out.logits_3d[0], text_logits(emb, text, 10.0))
     out.logits_fused[0].sum().backward()
     assert branch.encoder.layer4[0].conv1.weight.grad is not None
