@@ -37,3 +37,9 @@ def check_mask(mask: Tensor, n: int, name: str) -> Tensor:
     if mask.shape != (n,):
         raise ValueError(f'{name} must have shape ({n},), got {tuple(mask.shape)}')
     return mask.bool() if mask.dtype != torch.bool else mask
+
+
+def upcast(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
+    """Cast float16 / bfloat16 tensors (AMP outputs) to float32 so sums, cumsums and sorts stay accurate."""
+    return tuple(t.float() if t is not None and t.dtype in (torch.float16, torch.bfloat16) else t
+                 for t in tensors)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.losses.common import check_mask, zero_like_graph
+from training.losses.common import check_mask, upcast, zero_like_graph
 from training.losses.knowledge_transfer import kl_divergence
 
 CNS_LATENT_DIM = 64          # K_f [P, supplement]
@@ -44,6 +44,7 @@ def prediction_consistency(logits_2d: Tensor, logits_3d: Tensor, pair_mask: Tens
                          f'{tuple(logits_2d.shape)} and {tuple(logits_3d.shape)}')
     if detach not in (None, '2d', '3d'):
         raise ValueError(f"detach must be None, '2d' or '3d', got {detach!r}")
+    logits_2d, logits_3d = upcast(logits_2d, logits_3d)
     if pair_mask is not None:
         keep = check_mask(pair_mask, logits_2d.shape[0], 'pair_mask').to(logits_2d.device)
         logits_2d, logits_3d = logits_2d[keep], logits_3d[keep]
@@ -89,6 +90,7 @@ def latent_consistency(latents_2d: Tensor, regions_2d: Tensor, latents_3d: Tenso
     """
     if mode not in LATENT_MODES:
         raise ValueError(f'latent_consistency: mode must be one of {LATENT_MODES}, got {mode!r}')
+    latents_2d, latents_3d, region_latents = upcast(latents_2d, latents_3d, region_latents)
     r = region_latents.shape[0]
     out: dict[str, Tensor] = {}
     for name, lat, reg in (('2d', latents_2d, regions_2d), ('3d', latents_3d, regions_3d)):

@@ -28,7 +28,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.losses.common import zero_like_graph
+from training.losses.common import upcast, zero_like_graph
 
 TAU_DROP = 0.01     # CutLER's DropLoss threshold [EXT]; UnScene3D: NOT GIVEN
 
@@ -129,6 +129,7 @@ def instance_losses(mask_logits: Tensor, objectness_logits: Tensor, targets: Ten
                     config: InstanceLossConfig | None = None) -> InstanceLossOutput:
     """UnScene3D losses of one scene: (K, N) mask logits, (K,) objectness logits, (M, N) pseudo masks."""
     config = config or InstanceLossConfig()
+    mask_logits, objectness_logits = upcast(mask_logits, objectness_logits)
     k, n = mask_logits.shape
     if objectness_logits.shape != (k,) or targets.ndim != 2 or targets.shape[1] != n:
         raise ValueError(f'instance_losses: masks {tuple(mask_logits.shape)}, objectness '

@@ -26,7 +26,7 @@ from typing import Sequence
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.losses.common import check_mask, zero_like_graph
+from training.losses.common import check_mask, upcast, zero_like_graph
 
 AFFINITY3D_GAMMA = 0.05   # Eq. 20 [P]
 DIRECTIONS = ('fused_to_3d', '3d_to_fused')
@@ -52,6 +52,7 @@ def visible_kl(logits_3d: Tensor, logits_fused: Tensor, visible: Tensor, directi
     if direction not in DIRECTIONS:
         raise ValueError(f'visible_kl: direction must be one of {DIRECTIONS}, got {direction!r}')
     vis = check_mask(visible, logits_3d.shape[0], 'visible').to(logits_3d.device)
+    logits_3d, logits_fused = upcast(logits_3d, logits_fused)
     s3d, fused = logits_3d[vis], logits_fused[vis]
     if s3d.shape[0] == 0:
         return zero_like_graph(s3d, fused)

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.losses.common import zero_like_graph
+from training.losses.common import upcast, zero_like_graph
 from training.losses.lovasz import IGNORE_INDEX
 
 T_POS = 0.0          # [P]
@@ -68,6 +68,7 @@ def text_anchored_contrastive(features: Tensor, labels: Tensor, anchors: Tensor,
     if features.ndim != 2 or anchors.ndim != 2 or features.shape[1] != anchors.shape[1]:
         raise ValueError(f'features {tuple(features.shape)} and anchors {tuple(anchors.shape)} must be '
                          '(N, D) and (C, D)')
+    features, anchors = upcast(features, anchors)
     labels = labels.long().to(features.device)
     keep = labels != config.ignore_index
     f, y = features[keep], labels[keep]
@@ -90,6 +91,7 @@ def text_anchored_contrastive(features: Tensor, labels: Tensor, anchors: Tensor,
 def class_balanced_focal(logits: Tensor, labels: Tensor, alpha: Tensor | None = None,
                          gamma: float = FOCAL_GAMMA, ignore_index: int | None = IGNORE_INDEX) -> Tensor:
     """Eq. 4-5: mean over labelled points of -α_y (1 - p_t)^γ log p_t; α None means 1 for every class."""
+    logits, = upcast(logits)
     labels = labels.long().to(logits.device)
     keep = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
     z, y = logits[keep], labels[keep]

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from training.losses.common import upcast
+
 IGNORE_INDEX = -1   # the package's "no label" value (perception_nodes.geometry.occupancy.IGNORE)
 
 
@@ -64,7 +66,7 @@ def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int | None = IGN
     if probs.shape[:-1] != labels.shape:
         raise ValueError(f'lovasz_softmax: probs {tuple(probs.shape)} and labels {tuple(labels.shape)} '
                          'do not match (expected (..., C) and (...))')
-    probs = probs.reshape(-1, probs.shape[-1])
+    probs, = upcast(probs.reshape(-1, probs.shape[-1]))
     labels = labels.reshape(-1).long()
     if ignore_index is not None:
         keep = labels != ignore_index

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from perception_nodes.geometry.voxels import GridSpec
-from training.losses.common import check_mask, zero_like_graph
+from training.losses.common import check_mask, upcast, zero_like_graph
 from training.losses.lovasz import IGNORE_INDEX, lovasz_softmax
 
 POP3D_LAMBDA = 1.0   # Eq. 8 [P]
@@ -36,7 +36,7 @@ def occupancy_loss(logits: Tensor, target: Tensor, ignore_index: int | None = IG
         raise ValueError(f'occupancy_loss: logits {tuple(logits.shape)} must be target '
                          f'{tuple(target.shape)} + (2,)')
     labels = target.long().reshape(-1)
-    flat = logits.reshape(-1, 2)
+    flat, = upcast(logits.reshape(-1, 2))
     keep = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
     ce = F.cross_entropy(flat[keep], labels[keep]) if bool(keep.any()) else zero_like_graph(flat[keep])
     lov = lovasz_softmax(F.softmax(flat, dim=-1), labels, ignore_index, lovasz_classes)
@@ -51,6 +51,7 @@ def feature_mse(predicted: Tensor, target: Tensor, camera_mask: Tensor | None = 
     if predicted.shape != target.shape or predicted.ndim != 2:
         raise ValueError(f'feature_mse: predicted {tuple(predicted.shape)} and target '
                          f'{tuple(target.shape)} must both be (N, C)')
+    predicted, target = upcast(predicted, target)
     if camera_mask is not None:
         cam = check_mask(camera_mask, predicted.shape[0], 'camera_mask').to(predicted.device)
         predicted, target = predicted[cam], target[cam]

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from training.losses.common import zero_like_graph
+from training.losses.common import upcast, zero_like_graph
 from training.losses.lovasz import IGNORE_INDEX, lovasz_softmax
 
 AFFINITY3D_ALPHA = 2.0          # Eq. 19 [P]
@@ -20,6 +20,7 @@ AFFINITY3D_ALPHA = 2.0          # Eq. 19 [P]
 def weighted_cross_entropy(logits: Tensor, labels: Tensor, weights: Tensor | None = None,
                            ignore_index: int | None = IGNORE_INDEX) -> Tensor:
     """Cross-entropy of (N, C) logits, torch's weighted mean Σ w_y CE / Σ w_y; 0 when nothing is labelled."""
+    logits, = upcast(logits)
     labels = labels.long()
     keep = labels != ignore_index if ignore_index is not None else torch.ones_like(labels, dtype=torch.bool)
     if not bool(keep.any()):

@@ -85,3 +85,11 @@ def test_latent_gradcheck_and_region_ids():
     assert region_ids_from_masks(masks).tolist() == [0, 1, 1, -1]
     with pytest.raises(ValueError, match='mode'):
         latent_consistency(lat, reg, lat, reg, sam, mode='l2')
+
+
+def test_prediction_consistency_gradcheck():
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([True, False, True, True])
+    assert torch.autograd.gradcheck(lambda x, y: prediction_consistency(x, y, mask), (a, b))

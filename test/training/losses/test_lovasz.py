@@ -132,3 +132,14 @@ def test_permutation_invariance():
     for perm in itertools.islice(itertools.permutations(range(6)), 0, 720, 97):
         idx = torch.tensor(perm)
         torch.testing.assert_close(lovasz_softmax(probs[idx], labels[idx]), base)
+
+
+def test_half_precision_inputs_are_computed_in_float32():
+    # 3000 foreground elements: a float16 cumsum could not even count them exactly (> 2048).
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(5000, 2, generator=g).to(torch.bfloat16)
+    labels = (torch.rand(5000, generator=g) < 0.6).long()
+    probs = torch.softmax(logits.float(), dim=1)
+    got = lovasz_softmax(probs.to(torch.bfloat16), labels)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, lovasz_softmax(probs.to(torch.bfloat16).float(), labels))
