@@ -21,9 +21,9 @@ GRID = GridSpec(lower=(-20.0, -20.0, -3.0), upper=(20.0, 20.0, 3.0), shape=(16, 
 
 def _student(arch: str, seed: int = 0):
     torch.manual_seed(seed)
-    cfg = StudentConfig(arch=arch, widths=(8, 16), depths=(1, 1), embed_dim=16, point_width=16, head_hidden=16,
-                        voxel_width=4, range_height=16, range_width=128, grid=GRID, max_points=4096,
-                        voxel_size=0.5)
+    cfg = StudentConfig(arch=arch, widths=(8, 16), depths=(1, 1), embed_dim=16, point_width=16,
+                        head_hidden=16, voxel_width=4, range_height=16, range_width=128, grid=GRID,
+                        max_points=4096, voxel_size=0.5)
     return build_student(cfg).train()
 
 
@@ -71,7 +71,8 @@ def test_pop3d_recipe_on_the_student_grid():
     cam = inside & (pts[:, 0] > 0)
     teacher = torch.randn(len(pts), 16, generator=torch.Generator().manual_seed(4))
     crit = WeightedSumLoss(recipes.pop3d_specs())
-    loss = crit({'occupancy_logits': out.occupancy_logits, 'occupancy_target': dense_occupancy(pts[:, :3], GRID),
+    loss = crit({'occupancy_logits': out.occupancy_logits,
+                 'occupancy_target': dense_occupancy(pts[:, :3], GRID),
                  'point_features': feats, 'teacher_features': teacher, 'camera_mask': cam})
     loss.total.backward()
     assert student.voxel_heads.language[0].fc1.weight.grad is not None
@@ -117,7 +118,8 @@ def test_cns_recipe_co_trains_the_2d_net_and_the_student():
     out = student(pts)
     t = student.project_text(text)
     z2d, z3d, zr = latents(pixel_rows(feats2d), out.point_embeddings, torch.randn(3, 8, generator=g))
-    batch = {'logits_3d': text_logits(out.point_embeddings, t), 'labels': torch.randint(0, 5, (n,), generator=g),
+    batch = {'logits_3d': text_logits(out.point_embeddings, t),
+             'labels': torch.randint(0, 5, (n,), generator=g),
              'logits_2d': text_logits(pixel_rows(feats2d), t),
              'labels_2d': torch.randint(0, 5, (2 * 32 * 48,), generator=g),
              'pair_logits_2d': text_logits(pixels_at(feats2d, img, rows, cols), t),

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 
 class PointFeatureTap:
-    """Capture the (N, point_width) input of ``student.language`` on every forward; use as a context manager."""
+    """Capture the (N, point_width) input of ``student.language`` on every forward (a context manager)."""
 
     def __init__(self, student: nn.Module) -> None:
         if not hasattr(student, 'language'):
