@@ -20,7 +20,7 @@ Matched predictions are never dropped (the brief's reading: they carry the mask 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -122,7 +122,7 @@ class InstanceLossOutput:
     pred_idx: Tensor                          # (P,) matched prediction ids
     target_idx: Tensor                        # (P,) matched pseudo-mask ids
     kept: Tensor                              # (K,) bool, predictions whose losses count
-    dropped: Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))  # (K,) ~kept
+    dropped: Tensor                           # (K,) bool, ~kept (DropLoss)
 
 
 def instance_losses(mask_logits: Tensor, objectness_logits: Tensor, targets: Tensor,

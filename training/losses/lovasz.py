@@ -38,22 +38,25 @@ def lovasz_grad(gt_sorted: Tensor) -> Tensor:
 
 
 def lovasz_softmax_flat(probs: Tensor, labels: Tensor, classes: str = 'present') -> Tensor:
-    """Lovász-softmax of (P, C) class probabilities against (P,) labels in [0, C) (no ignored rows)."""
+    """Lovász-softmax of (P, C) class probabilities against (P,) labels in [0, C) (no ignored rows).
+
+    All classes at once: one column-wise sort of the (P, C) errors, then :func:`lovasz_grad` per column.
+    """
     if classes not in ('present', 'all'):
         raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
     if probs.numel() == 0:
         return probs.sum() * 0.0
-    losses = []
-    for c in range(probs.shape[1]):
-        fg = (labels == c).to(probs.dtype)
-        if classes == 'present' and not bool(fg.any()):
-            continue
-        errors = (fg - probs[:, c]).abs()
-        errors_sorted, perm = torch.sort(errors, descending=True)
-        losses.append(torch.dot(errors_sorted, lovasz_grad(fg[perm])))
-    if not losses:
-        return probs.sum() * 0.0
-    return torch.stack(losses).mean()
+    fg = F.one_hot(labels, probs.shape[1]).to(probs.dtype)
+    if classes == 'present':
+        present = fg.sum(dim=0) > 0
+        fg, probs = fg[:, present], probs[:, present]
+    errors = (fg - probs).abs()
+    errors_sorted, perm = torch.sort(errors, dim=0, descending=True)
+    fg_sorted = fg.gather(0, perm)
+    gts = fg_sorted.sum(dim=0)
+    jaccard = 1.0 - (gts - fg_sorted.cumsum(0)) / (gts + (1.0 - fg_sorted).cumsum(0))
+    grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]], dim=0)
+    return (errors_sorted * grad).sum(dim=0).mean()
 
 
 def lovasz_softmax(probs: Tensor, labels: Tensor, ignore_index: int | None = IGNORE_INDEX,
