@@ -152,10 +152,13 @@ class RosHarness:
                 context.shutdown()
             self.binding._harness_state.middleware.notify()
             end = time.monotonic() + join_timeout
-            for thread in set(threading.enumerate()) - self._threads_before:
-                if thread is not threading.current_thread() and not thread.daemon:
-                    thread.join(max(end - time.monotonic(), 0.0))
-            self.leaked_threads = [t for t in set(threading.enumerate()) - self._threads_before if t.is_alive()]
+            # Jazzy's MultiThreadedExecutor never shuts its ThreadPoolExecutor down: idle pool workers
+            # stay until interpreter exit; every other thread started meanwhile must end now.
+            started = [t for t in set(threading.enumerate()) - self._threads_before
+                       if t is not threading.current_thread() and not t.name.startswith('ThreadPoolExecutor')]
+            for thread in started:
+                thread.join(max(end - time.monotonic(), 0.0))
+            self.leaked_threads = [t for t in started if t.is_alive()]
         finally:
             threading.excepthook = self._excepthook
             if str(self.path) in sys.path:

@@ -727,7 +727,7 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
             self.parent = parent
             self.kind = kind
             with mw.cv:
-                self.state = parent.endpoint.events.setdefault(kind, _event_state(kind))
+                self.state = parent.endpoint.events[kind]
 
         @property
         def ready(self) -> bool:
@@ -745,10 +745,6 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
                    'deadline': m.rmw_requested_deadline_missed_status_t,
                    'liveliness': m.rmw_liveliness_changed_status_t}[self.kind]
             return cls(**{k: v for k, v in taken.items() if k in cls.__slots__})
-
-    def _event_state(kind: str) -> Any:
-        from .middleware import EventState
-        return EventState(kind)
 
     m.EventHandle = EventHandle
 

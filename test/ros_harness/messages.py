@@ -541,6 +541,9 @@ class MessageRegistry:
 
         def import_type_support(mcls: type) -> None:
             mcls._TYPE_SUPPORT = support
+            for member in members.values():     # as the generated srv/action modules do
+                if hasattr(member.__class__, '__import_type_support__'):
+                    member.__class__.__import_type_support__()
 
         meta = type(f'Metaclass_{name}', (type,), {
             '_TYPE_SUPPORT': None, '__import_type_support__': classmethod(import_type_support)})

@@ -136,6 +136,13 @@ class Endpoint:
     sequence: int = 0
     alive: bool = True
 
+    def __post_init__(self) -> None:
+        # rmw counts statuses from the entity's creation on; an rcl event created later reads them
+        kinds = {'publisher': ('matched', 'offered_incompatible_qos', 'deadline', 'liveliness'),
+                 'subscription': ('matched', 'requested_incompatible_qos', 'deadline', 'liveliness',
+                                  'message_lost')}.get(self.kind, ())
+        self.events = {k: EventState(k) for k in kinds}
+
 
 class Domain:
     """All endpoints of one ROS domain id."""
