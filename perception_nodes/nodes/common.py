@@ -87,13 +87,14 @@ class PerceptionNode(Node):
         self.core = build_core(self.params, self.msgs, self._lookup, self.get_logger(), self.share_dir)
         self.core.publish = self._publish
 
-        self._publishers: dict[str, Any] = {key: self.create_publisher(t, f'~/{key}', 5)
-                                            for key, t in OUTPUT_TYPES.items()}
+        # not `self._publishers`: rclpy's Node keeps its own list under that name (create_publisher appends)
+        self._outputs: dict[str, Any] = {key: self.create_publisher(t, f'~/{key}', 5)
+                                         for key, t in OUTPUT_TYPES.items()}
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
-        self._publishers['classes'] = self.create_publisher(String, '~/classes', latched)
+        self._outputs['classes'] = self.create_publisher(String, '~/classes', latched)
         for cam in self.params.cameras:
-            self._publishers[f'overlay/{cam.name}'] = self.create_publisher(Image, f'~/overlay/{cam.name}', 2)
+            self._outputs[f'overlay/{cam.name}'] = self.create_publisher(Image, f'~/overlay/{cam.name}', 2)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
 
         inputs = MutuallyExclusiveCallbackGroup()
@@ -179,10 +180,10 @@ class PerceptionNode(Node):
 
     # -- outputs ---------------------------------------------------------------------------------
     def _publish(self, key: str, msg: Any) -> None:
-        publisher = self._publishers.get(key)
+        publisher = self._outputs.get(key)
         if publisher is None:       # e.g. an overlay for a camera the node was not configured with
             publisher = self.create_publisher(type(msg), f'~/{key}', 2)
-            self._publishers[key] = publisher
+            self._outputs[key] = publisher
         publisher.publish(msg)
 
     def _diagnostics(self) -> None:
