@@ -101,7 +101,7 @@ def test_fusion_node_shuts_down_without_a_thread_traceback(ros_harness, pipeline
     from perception_nodes.nodes.fusion_node import FusionNode
     rclpy.init(args=[])
     node = FusionNode(parameter_overrides=[Parameter('pipeline_config', value=str(pipeline_config)),
-                                           Parameter('vocabulary', value=['car', 'road'])])
+                                           *_camera_overrides(Parameter)])
     node.destroy_node()
     rclpy.shutdown()
     ros_harness.deactivate()
