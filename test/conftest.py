@@ -50,13 +50,19 @@ def _ros_harness_package():
 
 
 @pytest.fixture
-def ros_harness():
-    """Activate the harness for one test: ``import rclpy`` etc. work inside, and are forgotten after."""
+def ros_harness_package():
+    """The test/ros_harness package (``RosHarness`` with options); skips when shared/ros2-python is absent."""
     package = _ros_harness_package()
     if not (package.ros2_python_path() / 'rclpy' / 'node.py').is_file():
         pytest.skip(f'ROS 2 Python layers not found at {package.ros2_python_path()} '
                     f'(set ${package.ENV_VAR} to the ros2-python folder of shared/)')
-    with package.RosHarness(console=False) as harness:
+    return package
+
+
+@pytest.fixture
+def ros_harness(ros_harness_package):
+    """Activate the harness for one test: ``import rclpy`` etc. work inside, and are forgotten after."""
+    with ros_harness_package.RosHarness(console=False) as harness:
         yield harness
 
 
