@@ -51,7 +51,7 @@ def _ros_harness_package():
 
 @pytest.fixture
 def ros_harness_package():
-    """The test/ros_harness package (``RosHarness`` with options); skips when shared/ros2-python is absent."""
+    """Return the test/ros_harness package (``RosHarness`` with options); skip without shared/ros2-python."""
     package = _ros_harness_package()
     if not (package.ros2_python_path() / 'rclpy' / 'node.py').is_file():
         pytest.skip(f'ROS 2 Python layers not found at {package.ros2_python_path()} '

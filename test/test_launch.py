@@ -1,4 +1,4 @@
-"""Launch files, expanded by the real launch / launch_ros (test/ros_harness) with process spawning intercepted.
+"""Launch files, expanded by the real launch / launch_ros (test/ros_harness), processes intercepted.
 
 The launch files run against a stand-in install prefix (``share/perception_nodes`` -> this repository's
 ``launch/`` and ``config/``; ``lib/perception_nodes/{fusion,student}_node`` and ``lib/rviz2/rviz2`` as
@@ -80,7 +80,8 @@ def _expand(path: Path, arguments: dict[str, str], started: list) -> dict:
     def visit(entity) -> None:
         if isinstance(entity, TimerAction):
             if entity.condition is None or entity.condition.evaluate(context):
-                timers.append(type_utils.perform_typed_substitution(context, entity._TimerAction__period, float))
+                period = entity._TimerAction__period
+                timers.append(type_utils.perform_typed_substitution(context, period, float))
                 for action in entity.actions:
                     visit(action)
             return
@@ -115,8 +116,9 @@ def _nodes(result) -> dict:
 def test_perception_launch_starts_the_nodes_of_each_mode(launch_env, mode, expected):
     expand, share = launch_env
     result = expand(ROOT / 'launch' / 'perception.launch.py',
-                    {'mode': mode, 'lidar_topic': '/velo', 'cameras': '/cam_front/image_raw,/cam_left/image_raw/'
-                     'compressed', 'use_sim_time': 'true', 'log_level': 'debug', 'rviz': 'false'})
+                    {'mode': mode, 'lidar_topic': '/velo',
+                     'cameras': '/cam_front/image_raw,/cam_left/image_raw/compressed', 'use_sim_time': 'true',
+                     'log_level': 'debug', 'rviz': 'false'})
     nodes = _nodes(result)
     assert set(nodes) == expected                                      # rviz:=false starts no rviz2
     for name, action in nodes.items():

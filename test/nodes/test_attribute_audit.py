@@ -1,4 +1,4 @@
-"""No node class may overwrite an attribute that rclpy's ``Node`` keeps on ``self`` (read from the real source).
+"""No node class may overwrite an attribute that rclpy's ``Node`` keeps on ``self`` (from the real source).
 
 rclpy's ``Node.__init__`` sets ``self._publishers = []`` and ``create_publisher`` appends to it, so a
 subclass that assigns ``self._publishers = {...}`` crashes at its first ``create_publisher``. The audit
@@ -52,7 +52,8 @@ def class_attributes(cls: ast.ClassDef) -> dict[str, int]:
         if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
             found.setdefault(item.name, item.lineno)
             for name in _self_assignments(item):
-                line = next(n.lineno for n in ast.walk(item) if isinstance(n, ast.Attribute) and n.attr == name)
+                line = next(n.lineno for n in ast.walk(item)
+                            if isinstance(n, ast.Attribute) and n.attr == name)
                 found.setdefault(name, line)
         elif isinstance(item, (ast.Assign, ast.AnnAssign)):
             for target in (item.targets if isinstance(item, ast.Assign) else [item.target]):
@@ -113,7 +114,8 @@ def test_the_audit_finds_the_publishers_clash(tmp_path):
                                         '        self._timers = None\n')
     found = clashes(tmp_path, rclpy_node_attributes(rclpy_node_source()))
     assert len(found) == 2
-    assert 'PerceptionNode sets `self._publishers`' in found[0] and 'FusionNode sets `self._timers`' in found[1]
+    assert 'PerceptionNode sets `self._publishers`' in found[0]
+    assert 'FusionNode sets `self._timers`' in found[1]
 
 
 def test_node_classes_do_not_clash_with_rclpy_node():

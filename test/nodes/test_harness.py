@@ -176,7 +176,8 @@ def test_parameters_from_a_params_file_and_the_command_line(ros_harness, tmp_pat
                       '    names: [a, b]\n    ratio: 0.5\n    nested:\n      flag: true\n    quoted: "12"\n')
     rclpy.init(args=['prog', '--ros-args', '--params-file', str(params), '-p', 'shared:=2'])
     node = Node('my_node', automatically_declare_parameters_from_overrides=True)
-    values = {p.name: p.value for p in node.get_parameters(['shared', 'names', 'ratio', 'nested.flag', 'quoted'])}
+    names = ['shared', 'names', 'ratio', 'nested.flag', 'quoted']
+    values = {p.name: p.value for p in node.get_parameters(names)}
     assert values == {'shared': 2, 'names': ['a', 'b'], 'ratio': 0.5, 'nested.flag': True, 'quoted': '12'}
     node.destroy_node()
     rclpy.shutdown()
@@ -245,9 +246,11 @@ def test_approximate_time_synchronizer_slop_is_strict(ros_harness, node, executo
     import message_filters
     from sensor_msgs.msg import Image, PointCloud2
     sets = []
-    subs = [message_filters.Subscriber(node, PointCloud2, '/p'), message_filters.Subscriber(node, Image, '/i')]
+    subs = [message_filters.Subscriber(node, PointCloud2, '/p'),
+            message_filters.Subscriber(node, Image, '/i')]
     message_filters.ApproximateTimeSynchronizer(subs, 5, 0.05).registerCallback(lambda *m: sets.append(m))
-    cloud_pub, image_pub = node.create_publisher(PointCloud2, '/p', 10), node.create_publisher(Image, '/i', 10)
+    cloud_pub = node.create_publisher(PointCloud2, '/p', 10)
+    image_pub = node.create_publisher(Image, '/i', 10)
     cloud_pub.publish(_stamped(PointCloud2, 1))
     image_pub.publish(_stamped(Image, 1, 50_000_000))          # spread == slop
     for _ in range(6):

@@ -52,7 +52,7 @@ def fusion_node(rclpy_init, pipeline_config):
 
 
 def test_fusion_node_parameters_topics_and_latched_classes(ros_harness, fusion_node):
-    """Construct FusionNode (it crashed in create_publisher before the _publishers fix) and check its ROS face."""
+    """Construct FusionNode (create_publisher crashed before the _publishers fix); check its ROS face."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
@@ -92,8 +92,9 @@ def test_fusion_node_parameters_topics_and_latched_classes(ros_harness, fusion_n
     listener.destroy_node()
 
 
-@pytest.mark.xfail(strict=True, reason='known bug: common.py creates TransformListener(spin_thread=True), whose '
-                   'own executor thread dies with ExternalShutdownException at rclpy.shutdown (issue 10)')
+@pytest.mark.xfail(strict=True, reason='known bug: common.py creates TransformListener(spin_thread=True), '
+                   'whose own executor thread dies with ExternalShutdownException at rclpy.shutdown '
+                   '(issue 10)')
 def test_fusion_node_shuts_down_without_a_thread_traceback(ros_harness, pipeline_config):
     import rclpy
     from rclpy.parameter import Parameter
@@ -114,8 +115,9 @@ def test_student_node_constructs_with_a_tiny_student(ros_harness, rclpy_init, pi
 
     from perception_nodes.nodes.student_node import StudentNode
     node = StudentNode(parameter_overrides=[
-        Parameter('pipeline_config', value=str(pipeline_config)), Parameter('model_path', value=str(student_checkpoint)),
-        Parameter('backend', value='torch'), Parameter('device', value='cpu'), Parameter('lidar_topic', value='/points'),
+        Parameter('pipeline_config', value=str(pipeline_config)),
+        Parameter('model_path', value=str(student_checkpoint)), Parameter('backend', value='torch'),
+        Parameter('device', value='cpu'), Parameter('lidar_topic', value='/points'),
         Parameter('vocabulary', value=['car', 'road'])])
     try:
         names = {name for name, _ in node.get_publisher_names_and_types_by_node('student_node', '/')}

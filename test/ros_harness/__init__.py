@@ -52,7 +52,8 @@ from . import tf2_core as _tf2_core
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_VAR = 'OVP_ROS2_PYTHON'
 # the real packages loaded from the shared folder
-REAL_PACKAGES = ('rclpy', 'message_filters', 'tf2_ros', 'launch', 'launch_ros', 'launch_testing', 'sensor_msgs_py')
+REAL_PACKAGES = ('rclpy', 'message_filters', 'tf2_ros', 'launch', 'launch_ros', 'launch_testing',
+                 'sensor_msgs_py')
 STAND_IN_ROOTS = ('rpyutils', 'ament_index_python', 'osrf_pycommon', 'tf2_py', 'rosidl_parser')
 # package code that imports ROS and so must be forgotten with it
 ROS_USING_PREFIXES = ('perception_nodes.nodes.',)
@@ -190,7 +191,8 @@ class RosHarness:
 
     def log_messages(self, min_severity: int = 0, logger: str | None = None) -> list[str]:
         return [msg for sev, name, msg in self.logs
-                if sev >= min_severity and (logger is None or name == logger or name.startswith(logger + '.'))]
+                if sev >= min_severity
+                and (logger is None or name == logger or name.startswith(logger + '.'))]
 
     def message(self, type_name: str) -> type:
         """Return the class of ``pkg/msg/Name`` (or ``pkg/srv/Name``) as installed."""

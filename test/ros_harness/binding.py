@@ -1,4 +1,4 @@
-"""Stand-in for ``rclpy._rclpy_pybind11``, the compiled binding of rclpy (Jazzy), over the in-process middleware.
+r"""Stand-in for ``rclpy._rclpy_pybind11``, rclpy's compiled binding (Jazzy), over the in-process middleware.
 
 Provides exactly the names rclpy's Python layer uses (``grep -o '_rclpy\\.[A-Za-z_]*' rclpy/*.py``), with
 the semantics of the C++ classes in ros2/rclpy ``src/rclpy/*.cpp`` and of the rcl calls they wrap:
@@ -322,7 +322,8 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
         def _wait_until(self, clock: Any, until: Any) -> None:
             while not self._event.is_set():
                 remaining = until.nanoseconds - clock.now_ns()
-                if remaining <= 0 and not (clock.clock_type == ClockType.ROS_TIME and clock._override_enabled):
+                overridden = clock.clock_type == ClockType.ROS_TIME and clock._override_enabled
+                if remaining <= 0 and not overridden:
                     return
                 self._event.wait(min(max(remaining, 0) / 1e9, 0.05) or 0.05)
 
@@ -504,7 +505,8 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
         except ValueError as exc:
             raise m.RCLError(f'failed to resolve name: {exc}') from None
         if not only_expand:
-            expanded = rcl_names.remap_name(expanded, node.name, node.namespace, node.remap_rules()) or expanded
+            expanded = rcl_names.remap_name(expanded, node.name, node.namespace,
+                                            node.remap_rules()) or expanded
         error = rcl_names.full_topic_name_error(expanded)
         if error:
             raise m.RCLError(f"failed to resolve name: {what} name '{expanded}' is invalid: {error[0]}")
@@ -532,7 +534,8 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
                 self.name = resolve(node, name, False, is_service)
             except m.RCLError:
                 what = 'service' if is_service else 'topic'
-                raise ValueError(f"Failed to create {self.kind} due to invalid {what} name '{name}'") from None
+                raise ValueError(
+                    f"Failed to create {self.kind} due to invalid {what} name '{name}'") from None
             self.endpoint = Endpoint(self.kind, node, self.name, self.support.ros_name, _qos(qos))
 
         def destroy(self) -> None:
@@ -696,8 +699,10 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
         def init(self: Any, **kw: Any) -> None:
             for f in fields:
                 setattr(self, f, kw.get(f, 0))
-        return type(name, (), {'__init__': init, '__slots__': fields,
-                               '__repr__': lambda s: f'{name}({", ".join(f"{f}={getattr(s, f)}" for f in fields)})'})
+
+        def rep(self: Any) -> str:
+            return f'{name}({", ".join(f"{f}={getattr(self, f)}" for f in fields)})'
+        return type(name, (), {'__init__': init, '__slots__': fields, '__repr__': rep})
 
     counts = ('total_count', 'total_count_change')
     m.rmw_requested_deadline_missed_status_t = _status_class('rmw_requested_deadline_missed_status_t', counts)
@@ -720,8 +725,8 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
         def __init__(self, parent: Any, event_type: Any) -> None:
             super().__init__()
             kinds = _EVENT_KINDS if isinstance(parent, Subscription) else _PUBLISHER_EVENT_KINDS
-            kind = kinds.get(event_type) if type(event_type) in (rcl_subscription_event_type_t,
-                                                                  rcl_publisher_event_type_t) else None
+            known = type(event_type) in (rcl_subscription_event_type_t, rcl_publisher_event_type_t)
+            kind = kinds.get(event_type) if known else None
             if kind is None:    # incompatible type events: like rmw implementations that lack them
                 raise m.UnsupportedEventTypeError(f'event type {event_type!r} is not supported')
             self.parent = parent
@@ -818,8 +823,8 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
             self.last_call = now
             next_call = self.next_call + self.period
             if next_call < now:
-                next_call = now if self.period == 0 else next_call + (1 + (now - next_call - 1) // self.period) \
-                    * self.period
+                missed = 1 + (now - next_call - 1) // self.period if self.period else 0
+                next_call = now if self.period == 0 else next_call + missed * self.period
             self.next_call = next_call
 
         def reset_timer(self) -> None:
@@ -914,8 +919,8 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
                     now = time.monotonic_ns()
                     if deadline is not None and now >= deadline:
                         return
-                    waits = [d for d in (None if deadline is None else deadline - now, self._timer_timeout_ns())
-                             if d is not None]
+                    left = None if deadline is None else deadline - now
+                    waits = [d for d in (left, self._timer_timeout_ns()) if d is not None]
                     mw.cv.wait(max(min(waits), 0) / 1e9 if waits else None)
 
         def is_ready(self, entity_type: str, index: int) -> bool:
@@ -945,8 +950,8 @@ def _define_entities(m: types.ModuleType, state: _State) -> None:  # noqa: C901 
         """``rmw_qos_profile_t``: built from rclpy's QoSProfile, or one of rmw's predefined profiles."""
 
         def __init__(self, history: int, depth: int, reliability: int, durability: int, lifespan: Any,
-                      deadline: Any, liveliness: int, liveliness_lease_duration: Any,
-                      avoid_ros_namespace_conventions: bool) -> None:
+                     deadline: Any, liveliness: int, liveliness_lease_duration: Any,
+                     avoid_ros_namespace_conventions: bool) -> None:
             self.history, self.depth = int(history), int(depth)
             self.reliability, self.durability = int(reliability), int(durability)
             self.lifespan = _ns(lifespan)
@@ -1079,9 +1084,10 @@ def _define_functions(m: types.ModuleType, state: _State) -> None:  # noqa: C901
         def query(node: Any, topic_name: str, no_mangle: bool) -> list[dict]:
             out = []
             for e in node.domain.endpoints_on(kind, topic_name):
-                qos = m.rmw_qos_profile_t(e.qos.history, e.qos.depth, e.qos.reliability, e.qos.durability,
-                                          e.qos.lifespan, e.qos.deadline, e.qos.liveliness,
-                                          e.qos.liveliness_lease_duration, e.qos.avoid_ros_namespace_conventions)
+                q = e.qos
+                qos = m.rmw_qos_profile_t(q.history, q.depth, q.reliability, q.durability, q.lifespan,
+                                          q.deadline, q.liveliness, q.liveliness_lease_duration,
+                                          q.avoid_ros_namespace_conventions)
                 out.append({'node_name': e.node.name, 'node_namespace': e.node.namespace,
                             'topic_type': e.type_name, 'topic_type_hash': {'version': 1, 'value': bytes(32)},
                             'endpoint_type': 1 if kind == 'publisher' else 2,

@@ -49,7 +49,8 @@ FLOAT_BOUNDS = {'float': 3.402823466e+38, 'double': 1.7976931348623157e+308}
 # Types that rosbags' Jazzy store lacks: {ros type name: definition text}.
 EXTRA_MESSAGES = {
     'vision_msgs/msg/VisionClass': 'uint16 class_id\nstring class_name\n',
-    'vision_msgs/msg/LabelInfo': 'std_msgs/Header header\nvision_msgs/VisionClass[] class_map\nfloat32 threshold\n',
+    'vision_msgs/msg/LabelInfo': ('std_msgs/Header header\nvision_msgs/VisionClass[] class_map\n'
+                                  'float32 threshold\n'),
 }
 SERVICES = {
     'rcl_interfaces/srv/DescribeParameters': 'string[] names\n---\nParameterDescriptor[] descriptors\n',
@@ -88,11 +89,13 @@ ACTIONS = {
         'bool advanced\n---\ngeometry_msgs/TransformStamped transform\ntf2_msgs/TF2Error error\n---\n'),
 }
 # The packages a harness installs (plus every package their fields reference).
-PACKAGES = ('builtin_interfaces', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'nav_msgs', 'visualization_msgs',
+PACKAGES = ('builtin_interfaces', 'std_msgs', 'sensor_msgs', 'geometry_msgs', 'nav_msgs',
+            'visualization_msgs',
             'diagnostic_msgs', 'tf2_msgs', 'rcl_interfaces', 'rosgraph_msgs', 'vision_msgs',
             'type_description_interfaces', 'service_msgs', 'action_msgs', 'unique_identifier_msgs',
             'lifecycle_msgs', 'composition_interfaces')
-_DEFAULT = re.compile(r'^\s*(?P<type>[\w/]+(?:<=\d+)?(?:\[[^\]]*\])?)\s+(?P<name>\w+)\s+(?P<value>[^=#\s][^#]*?)\s*$')
+_DEFAULT = re.compile(r'^\s*(?P<type>[\w/]+(?:<=\d+)?(?:\[[^\]]*\])?)\s+(?P<name>\w+)\s+'
+                      r'(?P<value>[^=#\s][^#]*?)\s*$')
 
 
 def _camel_to_snake(name: str) -> str:
@@ -202,7 +205,8 @@ class MessageRegistry:
             store_name = f'{pkg}/msg/{name}'
             typs.update(get_types_from_msg(text, store_name))
             self.ros_names[store_name] = ros_name
-            self._defaults[store_name] = {m['name']: m['value'] for m in map(_DEFAULT.match, text.splitlines())
+            matches = map(_DEFAULT.match, text.splitlines())
+            self._defaults[store_name] = {m['name']: m['value'] for m in matches
                                           if m and '=' not in m.group(0)}
             return store_name
 
@@ -213,8 +217,9 @@ class MessageRegistry:
             add(ros_name + '_Request', request)
             add(ros_name + '_Response', response)
             pkg = ros_name.split('/')[0]
-            add(ros_name + '_Event', f'service_msgs/ServiceEventInfo info\n{pkg}/{ros_name.split("/")[2]}_Request'
-                f'[<=1] request\n{pkg}/{ros_name.split("/")[2]}_Response[<=1] response\n')
+            short = f'{pkg}/{ros_name.split("/")[2]}'
+            add(ros_name + '_Event', f'service_msgs/ServiceEventInfo info\n{short}_Request[<=1] request\n'
+                f'{short}_Response[<=1] response\n')
         for ros_name, text in ACTIONS.items():
             goal, result, feedback = text.split('---\n')
             pkg, _, name = ros_name.split('/')
@@ -378,7 +383,7 @@ class MessageRegistry:
         return property(get, set_, doc=f"Message field '{f.name}'.")
 
     def check(self, f: _Field, value: Any) -> str | None:
-        """The generated setter's assertions for one field (None when the value passes)."""
+        """Run the generated setter's assertions for one field (None when the value passes)."""
         if f.special:
             code, dtype = SPECIAL[f.base]
             if f.nested == 'array' and isinstance(value, np.ndarray):
@@ -388,7 +393,9 @@ class MessageRegistry:
             if f.nested == 'sequence' and isinstance(value, array.array):
                 if value.typecode != code:
                     return f"array.array() must have the type code of '{code}'"
-                return None if not f.size or len(value) <= f.size else f'array.array() must have a size <= {f.size}'
+                if f.size and len(value) > f.size:
+                    return f'array.array() must have a size <= {f.size}'
+                return None
         if f.nested is not None:
             if (not isinstance(value, (Sequence, Set, UserList)) or isinstance(value, (str, UserString))
                     or (f.nested == 'array' and len(value) != f.size)
@@ -464,7 +471,7 @@ class MessageRegistry:
 
     # -- modules ----------------------------------------------------------------------------------
     def modules(self) -> dict[str, types.ModuleType]:
-        """``{module name: module}`` for every interface package to install (``pkg``, ``pkg.msg``, ...)."""
+        """Return ``{module name: module}`` for every interface package (``pkg``, ``pkg.msg``, ...)."""
         wanted = set(PACKAGES)
         names = [n for n in self.store.fielddefs]
         # add the packages referenced by the wanted ones
@@ -524,7 +531,8 @@ class MessageRegistry:
         if ros_name not in self.actions:
             srv = {}
             for part in ('SendGoal', 'GetResult'):
-                srv[part + 'Service'] = self._interface(f'{ros_name}_{part}', TypeSupport(self, ros_name, ''), {
+                support = TypeSupport(self, ros_name, '')
+                srv[part + 'Service'] = self._interface(f'{ros_name}_{part}', support, {
                     'Request': self._cls(f'{ros_name}_{part}_Request'),
                     'Response': self._cls(f'{ros_name}_{part}_Response')}, 'Service')
             impl = type('Impl', (), dict(srv, FeedbackMessage=self._cls(f'{ros_name}_FeedbackMessage'),
@@ -657,8 +665,9 @@ def rosidl_parser_definition() -> types.ModuleType:
             super().__init__(value_type)
             self.maximum_size = maximum_size
 
-    for cls in (AbstractType, BasicType, NamespacedType, AbstractGenericString, UnboundedString, BoundedString,
-                AbstractNestedType, Array, AbstractSequence, UnboundedSequence, BoundedSequence):
+    for cls in (AbstractType, BasicType, NamespacedType, AbstractGenericString, UnboundedString,
+                BoundedString, AbstractNestedType, Array, AbstractSequence, UnboundedSequence,
+                BoundedSequence):
         cls.__module__ = mod.__name__
         setattr(mod, cls.__name__, cls)
     _DEFINITION = mod

@@ -79,7 +79,8 @@ def check_compatible(pub: QoS, sub: QoS) -> tuple[int, str, int]:
             _infinite(pub.liveliness_lease_duration)
             or pub.liveliness_lease_duration > sub.liveliness_lease_duration):
         return 2, ('ERROR: Subscription liveliness lease duration is less than publisher;'), POLICY_LEASE
-    warnings = [f'WARNING: {side} {name} is {value};' for side, q in (('Publisher', pub), ('Subscription', sub))
+    sides = (('Publisher', pub), ('Subscription', sub))
+    warnings = [f'WARNING: {side} {name} is {value};' for side, q in sides
                 for name, value in (('reliability', q.reliability), ('durability', q.durability))
                 if value in (0, 3)]
     return (1, ' '.join(warnings), 0) if warnings else (0, '', 0)
@@ -194,7 +195,8 @@ class Domain:
         elif endpoint.kind == 'subscription':
             pubs = self._peers(endpoint.name, 'publisher')
             if qos.reliability == RELIABILITY_BEST_AVAILABLE:
-                qos.reliability = RELIABLE if all(p.qos.reliability == RELIABLE for p in pubs) else BEST_EFFORT
+                reliable = all(p.qos.reliability == RELIABLE for p in pubs)
+                qos.reliability = RELIABLE if reliable else BEST_EFFORT
             if qos.durability == DURABILITY_BEST_AVAILABLE:
                 qos.durability = (TRANSIENT_LOCAL if all(p.qos.durability == TRANSIENT_LOCAL for p in pubs)
                                   else VOLATILE)

@@ -319,8 +319,10 @@ def parse_params_file(path: str) -> dict[str, dict[str, Any]]:
                     _params(value, [], params)
                 continue
             if not isinstance(value, yaml.MappingNode):
-                raise ParamsError(f'Cannot have a value before ros__parameters at line {key.start_mark.line + 1}')
-            nodes(value, prefix + [key.value.strip('/')] if key.value not in ('/**', '/*') else prefix + [key.value])
+                raise ParamsError('Cannot have a value before ros__parameters at line '
+                                  f'{key.start_mark.line + 1}')
+            name = key.value if key.value in ('/**', '/*') else key.value.strip('/')
+            nodes(value, prefix + [name])
 
     def _params(mapping: yaml.MappingNode, prefix: list[str], params: dict[str, Any]) -> None:
         for key, value in mapping.value:
@@ -335,6 +337,6 @@ def parse_params_file(path: str) -> dict[str, dict[str, Any]]:
 
 
 def node_pattern_matches(pattern: str, node_fqn: str) -> bool:
-    """Whether a parameter-file node key applies to a node (rclpy's ``/*`` -> ``(/\\w+)`` regex)."""
+    r"""Tell whether a parameter-file node key applies to a node (rclpy's ``/*`` -> ``(/\w+)`` regex)."""
     regex = pattern.replace('/*', r'(/\w+)')
     return re.fullmatch(regex, node_fqn) is not None

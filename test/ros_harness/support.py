@@ -30,7 +30,7 @@ def rpyutils_module() -> types.ModuleType:
 
 
 def ament_index_modules(packages: dict[str, str]) -> dict[str, types.ModuleType]:
-    """``ament_index_python`` and its ``packages`` / ``resources`` submodules over ``{package: share dir}``."""
+    """Return ``ament_index_python`` and its ``packages`` / ``resources`` submodules over a package dict."""
     root = types.ModuleType('ament_index_python', 'ament_index_python stand-in (ROS 2 harness).')
     root.__path__ = []
     pkgs = types.ModuleType('ament_index_python.packages')
@@ -50,8 +50,9 @@ def ament_index_modules(packages: dict[str, str]) -> dict[str, types.ModuleType]
 
     def get_package_prefix(package_name: str) -> str:
         share = get_package_share_directory(package_name)
-        return os.path.dirname(os.path.dirname(share)) if share.endswith(os.path.join('share', package_name)) \
-            else share
+        if share.endswith(os.path.join('share', package_name)):
+            return os.path.dirname(os.path.dirname(share))
+        return share
 
     def get_resources(resource_type: str) -> dict[str, str]:
         return {name: get_package_prefix(name) for name in packages} if resource_type == 'packages' else {}
@@ -62,8 +63,9 @@ def ament_index_modules(packages: dict[str, str]) -> dict[str, types.ModuleType]
         return '', get_package_prefix(resource_name)
 
     def has_resource(resource_type: str, resource_name: str) -> str | None:
-        return get_package_prefix(resource_name) if resource_type == 'packages' and resource_name in packages \
-            else None
+        if resource_type == 'packages' and resource_name in packages:
+            return get_package_prefix(resource_name)
+        return None
 
     def get_packages_with_prefixes() -> dict[str, str]:
         return get_resources('packages')
@@ -98,7 +100,8 @@ def osrf_pycommon_modules() -> dict[str, types.ModuleType]:
             self.complete: asyncio.Future | None = None
 
     async def async_execute_process(*args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError('the ROS 2 test harness does not start processes; intercept ExecuteProcess instead')
+        raise RuntimeError('the ROS 2 test harness does not start processes; '
+                           'intercept ExecuteProcess instead')
 
     def get_loop() -> asyncio.AbstractEventLoop:
         try:

@@ -140,18 +140,21 @@ class BufferCore:
             raise InvalidArgumentException('TF_NO_FRAME_ID: Ignoring transform from authority '
                                            f'"{authority}" because frame_id or child_frame_id is empty')
         if child == parent:
-            raise InvalidArgumentException(f'TF_SELF_TRANSFORM: Ignoring transform from authority "{authority}" '
-                                           f'with frame_id and child_frame_id "{child}" because they are the same')
+            raise InvalidArgumentException(
+                f'TF_SELF_TRANSFORM: Ignoring transform from authority "{authority}" with frame_id and '
+                f'child_frame_id "{child}" because they are the same')
         t = transform.transform.translation
         q = transform.transform.rotation
         values = np.array([t.x, t.y, t.z, q.w, q.x, q.y, q.z], dtype=float)
         if not np.all(np.isfinite(values)):
-            raise InvalidArgumentException(f'TF_NAN_INPUT: Ignoring transform for child_frame_id "{child}" from '
-                                           f'authority "{authority}" because of a nan value in the transform')
+            raise InvalidArgumentException(
+                f'TF_NAN_INPUT: Ignoring transform for child_frame_id "{child}" from authority '
+                f'"{authority}" because of a nan value in the transform')
         quat = values[3:]
         if abs(np.linalg.norm(quat) - 1.0) > 10e-3:
-            raise InvalidArgumentException(f'TF_DENORMALIZED_QUATERNION: Ignoring transform for child_frame_id '
-                                           f'"{child}" from authority "{authority}" because of an invalid quaternion')
+            raise InvalidArgumentException(
+                f'TF_DENORMALIZED_QUATERNION: Ignoring transform for child_frame_id "{child}" from '
+                f'authority "{authority}" because of an invalid quaternion')
         with self._lock:
             link = self._links.get(child)
             if link is None or link.static != static:
@@ -270,7 +273,8 @@ class BufferCore:
                 lines += [f'{child}: ', f"  parent: '{link.samples[-1][0]}'",
                           f'  broadcaster: \'{link.samples[-1][3]}\'',
                           f'  rate: {"10000.000" if link.static else "0.000"}',
-                          f'  most_recent_transform: {last / 1e9:.6f}', f'  oldest_transform: {first / 1e9:.6f}',
+                          f'  most_recent_transform: {last / 1e9:.6f}',
+                          f'  oldest_transform: {first / 1e9:.6f}',
                           f'  buffer_length: {(last - first) / 1e9:.3f}']
             return '\n'.join(lines) + ('\n' if lines else '')
 
@@ -283,8 +287,8 @@ class BufferCore:
 def build_module() -> types.ModuleType:
     """Return a ``tf2_py`` module object."""
     m = types.ModuleType('tf2_py', __doc__)
-    for cls in (BufferCore, TransformException, LookupException, ConnectivityException, ExtrapolationException,
-                InvalidArgumentException, TimeoutException):
+    for cls in (BufferCore, TransformException, LookupException, ConnectivityException,
+                ExtrapolationException, InvalidArgumentException, TimeoutException):
         setattr(m, cls.__name__, cls)
     m.__all__ = [n for n in vars(m) if not n.startswith('_')]
     return m
