@@ -1,5 +1,11 @@
-"""Launch files: valid Python everywhere; on a ROS machine they build LaunchDescriptions with the
-documented arguments and start the right nodes (skipped here, with the reason, when launch is absent)."""
+"""Launch files, expanded by the real launch / launch_ros (test/ros_harness), processes intercepted.
+
+The launch files run against a stand-in install prefix (``share/perception_nodes`` -> this repository's
+``launch/`` and ``config/``; ``lib/perception_nodes/{fusion,student}_node`` and ``lib/rviz2/rviz2`` as
+stub executables), as ``ros2 launch perception_nodes ...`` sees them after ``colcon build``. Every action
+is visited with a ``LaunchContext``; ``ExecuteLocal.execute`` only prepares the command line and records
+the action, so nothing is started.
+"""
 from __future__ import annotations
 
 import ast
@@ -28,43 +34,141 @@ def test_launch_files_are_valid_python_with_a_generator(path):
 
 
 @pytest.fixture
-def ros_launch():
-    pytest.importorskip('launch', reason='ROS 2 `launch` is not installed (not a ROS machine)')
-    pytest.importorskip('launch_ros', reason='ROS 2 `launch_ros` is not installed (not a ROS machine)')
+def launch_env(ros_harness_package, tmp_path):
+    """Activate the harness over a stand-in install prefix; yield a function that expands a launch file."""
+    prefix = tmp_path / 'install'
+    share = prefix / 'share' / 'perception_nodes'
+    share.mkdir(parents=True)
+    for folder in ('launch', 'config'):
+        (share / folder).symlink_to(ROOT / folder)
+    executables = {'perception_nodes': ['fusion_node', 'student_node'], 'rviz2': ['rviz2']}
+    for package, names in executables.items():
+        (prefix / 'share' / package).mkdir(exist_ok=True)
+        for name in names:
+            exe = prefix / 'lib' / package / name
+            exe.parent.mkdir(parents=True, exist_ok=True)
+            exe.write_text('#!/bin/sh\nexit 0\n')
+            exe.chmod(0o755)
+    packages = {p: str(prefix / 'share' / p) for p in executables}
+    with ros_harness_package.RosHarness(console=False, packages=packages):
+        from launch.actions.execute_local import ExecuteLocal
+        original = ExecuteLocal.execute
+        started = []
+
+        def execute(self, context):         # prepare the command line, start nothing
+            self.prepare(context)
+            started.append(self)
+            return None
+
+        ExecuteLocal.execute = execute
+        try:
+            yield lambda path, arguments: _expand(path, arguments, started), share
+        finally:
+            ExecuteLocal.execute = original
+
+
+def _expand(path: Path, arguments: dict[str, str], started: list) -> dict:
+    """Visit a launch file's description as ``ros2 launch FILE name:=value ...`` would; return what ran."""
     import launch
-    return launch
-
-
-def _arguments(description, launch):
-    return {e.name: e for e in description.entities if isinstance(e, launch.actions.DeclareLaunchArgument)}
-
-
-def test_perception_launch_description(ros_launch):
-    launch = ros_launch
-    description = _module(ROOT / 'launch' / 'perception.launch.py').generate_launch_description()
-    args = _arguments(description, launch)
-    assert {'mode', 'params_file', 'lidar_topic', 'cameras', 'use_sim_time', 'rviz', 'input_qos'} <= set(args)
-    assert args['mode'].default_value[0].perform(launch.LaunchContext()) == 'fusion'
-
-
-@pytest.mark.parametrize('mode, nodes', [('fusion', ['fusion_node']),
-                                         ('both', ['fusion_node', 'student_node'])])
-def test_perception_launch_starts_the_nodes_of_the_mode(ros_launch, mode, nodes):
-    launch = ros_launch
-    from launch_ros.actions import Node
-    module = _module(ROOT / 'launch' / 'perception.launch.py')
+    from launch.actions import TimerAction
+    from launch.utilities import type_utils
+    started.clear()
     context = launch.LaunchContext()
-    context.launch_configurations.update({'mode': mode, 'params_file': '/tmp/p.yaml', 'lidar_topic': '/velo',
-                                          'cameras': '/cam/image_raw', 'input_qos': 'reliable',
-                                          'use_sim_time': 'true', 'log_level': 'info'})
-    actions = [a for a in module._nodes(context) if isinstance(a, Node)]
-    assert [a.node_executable for a in actions] == nodes
+    context.launch_configurations.update(arguments)
+    timers = []
+
+    def visit(entity) -> None:
+        if isinstance(entity, TimerAction):
+            if entity.condition is None or entity.condition.evaluate(context):
+                period = entity._TimerAction__period
+                timers.append(type_utils.perform_typed_substitution(context, period, float))
+                for action in entity.actions:
+                    visit(action)
+            return
+        for sub in entity.visit(context) or []:
+            visit(sub)
+
+    visit(_module(path).generate_launch_description())
+    return {'processes': list(started), 'timers': timers, 'context': context}
 
 
-def test_replay_launch_plays_the_bag_with_clock(ros_launch):
-    launch = ros_launch
-    description = _module(ROOT / 'launch' / 'replay.launch.py').generate_launch_description()
-    args = _arguments(description, launch)
-    assert {'bag', 'rate', 'loop', 'mode', 'rviz'} <= set(args)
-    assert 'bag' in args and not args['bag'].default_value      # required
-    assert any(isinstance(e, launch.actions.IncludeLaunchDescription) for e in description.entities)
+def _node_params(action) -> tuple[list[str], dict]:
+    """(parameter files on the command line, merged ros__parameters of the temporary override files)."""
+    from ros_harness.names import parse_params_file      # typed as rcl_yaml_param_parser types them
+
+    cmd = action.process_details['cmd']
+    files = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == '--params-file']
+    merged = {}
+    for file in files:
+        if Path(file).name.startswith('launch_params_'):   # launch_ros writes lists as !!python/tuple
+            for values in parse_params_file(file).values():
+                merged.update(values)
+    return files, merged
+
+
+def _nodes(result) -> dict:
+    from launch_ros.actions import Node
+    return {a.node_executable: a for a in result['processes'] if isinstance(a, Node)}
+
+
+@pytest.mark.parametrize('mode, expected', [('fusion', {'fusion_node'}), ('student', {'student_node'}),
+                                            ('both', {'fusion_node', 'student_node'})])
+def test_perception_launch_starts_the_nodes_of_each_mode(launch_env, mode, expected):
+    expand, share = launch_env
+    result = expand(ROOT / 'launch' / 'perception.launch.py',
+                    {'mode': mode, 'lidar_topic': '/velo',
+                     'cameras': '/cam_front/image_raw,/cam_left/image_raw/compressed', 'use_sim_time': 'true',
+                     'log_level': 'debug', 'rviz': 'false'})
+    nodes = _nodes(result)
+    assert set(nodes) == expected                                      # rviz:=false starts no rviz2
+    for name, action in nodes.items():
+        cmd = action.process_details['cmd']
+        assert cmd[0].endswith(f'lib/perception_nodes/{name}')
+        assert cmd[cmd.index('--log-level') + 1] == 'debug'
+        assert f'__node:={name}' in cmd
+        files, overrides = _node_params(action)
+        assert files[0] == str(share / 'config' / 'perception.yaml')   # params file first, overrides after
+        assert overrides['use_sim_time'] is True and overrides['lidar_topic'] == '/velo'
+        assert overrides['camera_names'] == ['cam_front', 'cam_left']
+        assert overrides['camera_info_topics'] == ['/cam_front/camera_info', '/cam_left/camera_info']
+        assert overrides['camera_transports'] == ['raw', 'compressed']
+        assert 'input_qos' not in overrides                            # empty argument: params file wins
+
+
+def test_perception_launch_defaults_and_rviz(launch_env):
+    expand, share = launch_env
+    nodes = _nodes(expand(ROOT / 'launch' / 'perception.launch.py', {}))
+    assert set(nodes) == {'fusion_node', 'rviz2'}
+    _, overrides = _node_params(nodes['fusion_node'])
+    assert overrides == {'use_sim_time': False}                        # everything else from the params file
+    rviz = nodes['rviz2'].process_details['cmd']
+    assert rviz[rviz.index('-d') + 1] == str(share / 'config' / 'rviz' / 'perception.rviz')
+
+
+def test_perception_launch_rejects_an_unknown_mode(launch_env):
+    expand, _ = launch_env
+    with pytest.raises(Exception, match='mode'):
+        expand(ROOT / 'launch' / 'perception.launch.py', {'mode': 'everything'})
+
+
+@pytest.mark.parametrize('loop', ['false', 'true'])
+def test_replay_launch_plays_the_bag_with_clock(launch_env, loop):
+    expand, _ = launch_env
+    result = expand(ROOT / 'launch' / 'replay.launch.py',
+                    {'bag': '/data/kitti.mcap', 'mode': 'both', 'rate': '0.5', 'loop': loop, 'rviz': 'false'})
+    plays = [a for a in result['processes'] if a.process_details['cmd'][:3] == ['ros2', 'bag', 'play']]
+    assert len(plays) == 1
+    expected = ['ros2', 'bag', 'play', '/data/kitti.mcap', '--clock', '--rate', '0.5']
+    assert plays[0].process_details['cmd'] == expected + (['--loop'] if loop == 'true' else [])
+    assert result['timers'] == [3.0]                                   # start_delay default
+    nodes = _nodes(result)
+    assert set(nodes) == {'fusion_node', 'student_node'}
+    for action in nodes.values():
+        _, overrides = _node_params(action)
+        assert overrides['use_sim_time'] is True and overrides['input_qos'] == 'reliable'
+
+
+def test_replay_launch_requires_a_bag(launch_env):
+    expand, _ = launch_env
+    with pytest.raises(Exception, match='bag'):
+        expand(ROOT / 'launch' / 'replay.launch.py', {})
