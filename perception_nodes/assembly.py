@@ -19,6 +19,9 @@ for the ROS nodes (message_filters synchronizes live topics) alike. The rules, d
   replicated, 16-bit scaled by 1/256; float images are refused).
 - **Time offsets**: a camera's ``time_offset_ns`` (image stamp minus LiDAR stamp of the same instant) is
   subtracted before synchronization; ``CameraView.stamp_ns`` keeps the image's own stamp.
+- **Ego motion** (``inputs.fixed_frame``, e.g. ``odom``): ``T_cam_lidar = T(cam <- fixed at the image
+  stamp) · T(fixed <- lidar at the cloud stamp)``, tf2's lookup through a fixed frame; without it, one
+  lookup at the cloud stamp (right for rigidly mounted sensors triggered together).
 """
 from __future__ import annotations
 
@@ -203,11 +206,24 @@ class FrameAssembler:
     """Builds Frames from synchronized sets under the module's rules; counts every drop in ``stats``."""
 
     def __init__(self, cameras: Sequence[CameraInput], lookup: Lookup, stats: Stats | None = None,
-                 lidar_frame: str = '') -> None:
+                 lidar_frame: str = '', fixed_frame: str = '') -> None:
         self.cameras = list(cameras)
         self.lookup = lookup
         self.stats = stats if stats is not None else Stats()
         self.lidar_frame = normalize_frame_id(lidar_frame) if lidar_frame else ''
+        self.fixed_frame = normalize_frame_id(fixed_frame) if fixed_frame else ''
+
+    def transform(self, camera_frame: str, image_stamp: int, lidar_frame: str,
+                  cloud_stamp: int) -> np.ndarray:
+        """(4, 4) LiDAR-to-camera transform under the ego-motion rule (module docstring)."""
+        if not self.fixed_frame:
+            T = np.asarray(self.lookup(camera_frame, lidar_frame, cloud_stamp), dtype=np.float64)
+        else:
+            cam = np.asarray(self.lookup(camera_frame, self.fixed_frame, image_stamp), dtype=np.float64)
+            T = cam @ np.asarray(self.lookup(self.fixed_frame, lidar_frame, cloud_stamp), dtype=np.float64)
+        if T.shape != (4, 4) or not np.all(np.isfinite(T)):
+            raise ValueError(f'transform is not a finite 4x4 matrix: {T!r}')
+        return T
 
     def assemble(self, synced: SyncedSet, index: int = 0, where: str = '') -> Frame | None:
         """Return the Frame of one set, or None when its cloud breaks the rules (counted with the reason)."""
@@ -263,9 +279,7 @@ class FrameAssembler:
             return None
         model.frame_id = frame
         try:
-            T = np.asarray(self.lookup(frame, lidar_frame, stamp), dtype=np.float64)
-            if T.shape != (4, 4) or not np.all(np.isfinite(T)):
-                raise ValueError(f'transform is not a finite 4x4 matrix: {T!r}')
+            T = self.transform(frame, image_stamp, lidar_frame, stamp)
         except Exception as exc:  # noqa: BLE001  (tf2 and our buffer raise several kinds)
             self._drop(reasons.NO_TRANSFORM, cam, f'{lidar_frame} -> {frame}: {type(exc).__name__}: {exc}',
                        where)

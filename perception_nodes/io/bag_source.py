@@ -185,7 +185,8 @@ class BagSource:
 
     def assembler(self) -> FrameAssembler:
         """Return the frame assembler for this bag (its cameras, its tf, the shared stats)."""
-        return FrameAssembler(self.cameras, self.lookup, self.stats, self.inputs.lidar_frame)
+        return FrameAssembler(self.cameras, self.lookup, self.stats, self.inputs.lidar_frame,
+                              self.inputs.fixed_frame)
 
     def close(self) -> None:
         ctx, self._ctx = getattr(self, '_ctx', None), None

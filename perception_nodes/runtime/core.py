@@ -68,8 +68,10 @@ class NodeCore:
         self.stats = Stats(clock)
         self.watchdog = SilentTopicWatchdog(self.input_topics, config.node.silent_topic_timeout, clock)
         self.extrinsics = ExtrinsicsCache(lookup, config.node.static_extrinsics)
-        self.assembler = FrameAssembler(self.cameras, self.extrinsics.get, self.stats,
-                                        config.inputs.lidar_frame)
+        # through a fixed frame the transforms move with the robot: no cache
+        lookup_ = self.extrinsics.get if not config.inputs.fixed_frame else lookup
+        self.assembler = FrameAssembler(self.cameras, lookup_, self.stats, config.inputs.lidar_frame,
+                                        config.inputs.fixed_frame)
         self.writer = OutputWriter(msgs, config.overlay.unknown_color)
         self.worker: KeepLatestWorker[SyncedSet] = KeepLatestWorker(
             self.process, max_age_s=config.node.max_frame_age, clock=clock, on_error=self._worker_error,

@@ -11,7 +11,9 @@ from transforms3d.quaternions import quat2mat
 
 from perception_nodes.io.bags import iter_messages
 from perception_nodes.io.camera_info import camera_model_from_msg
-from perception_nodes.io.frames import AssemblyStats, default_topics, iter_frames
+from perception_nodes.config import InputsConfig
+from perception_nodes.io.bag_source import iter_frames
+from perception_nodes.stats import Stats
 from perception_nodes.io.nuscenes_bag import (CAMERA_CHANNELS, find_nuscenes, image_topic, lidar_topic,
                                               nuscenes_to_bag, read_lidar_top)
 from perception_nodes.io.pointcloud2 import read_points
@@ -172,10 +174,23 @@ def test_projected_lidar_points_line_up_with_the_images(plain, nuscenes_keyframe
 
 def test_frames_assemble_from_the_bag(tmp_path, plain):
     _, info, _ = plain
-    stats = AssemblyStats()
-    (frame,) = iter_frames(info.path, default_topics(info.path), stats)
-    assert stats.frames == 1 and frame.num_points == 34688 and len(frame.cameras) == 6
+    stats = Stats()
+    (frame,) = iter_frames(info.path, InputsConfig(fixed_frame='odom'), stats)
+    assert stats.counts() == {} and frame.num_points == 34688 and len(frame.cameras) == 6
     assert all(c.image.shape == (900, 1600, 3) for c in frame.cameras)
+    # through odom, each camera at its own stamp: the devkit's projection, SOURCE.md's in-image counts
+    front = frame.cameras[[c.name for c in frame.cameras].index('cam_front')]
+    X = np.c_[frame.points.astype(np.float64), np.ones(frame.num_points)] @ front.T_cam_lidar.T
+    uv = (X[:, :3] @ front.model.K.T)[:, :2] / X[:, 2:3]
+    inside = (X[:, 2] > 0.5) & (uv[:, 0] >= 0) & (uv[:, 0] < 1600) & (uv[:, 1] >= 0) & (uv[:, 1] < 900)
+    assert inside.sum() == 3067
+    # one lookup at the LiDAR stamp ignores the car's motion between the sensors (9 m/s): fewer points land
+    (static,) = iter_frames(info.path)
+    front = static.cameras[[c.name for c in static.cameras].index('cam_front')]
+    X = np.c_[static.points.astype(np.float64), np.ones(static.num_points)] @ front.T_cam_lidar.T
+    uv = (X[:, :3] @ front.model.K.T)[:, :2] / X[:, 2:3]
+    moved = (X[:, 2] > 0.5) & (uv[:, 0] >= 0) & (uv[:, 0] < 1600) & (uv[:, 1] >= 0) & (uv[:, 1] < 900)
+    assert moved.sum() != 3067
 
 
 def test_lidarseg_and_sweeps(tmp_path, build_nuscenes):

@@ -11,7 +11,8 @@ import pytest
 
 from perception_nodes.io.bags import iter_messages
 from perception_nodes.io.camera_info import camera_model_from_msg
-from perception_nodes.io.frames import AssemblyStats, default_topics, iter_frames
+from perception_nodes.io.bag_source import iter_frames
+from perception_nodes.stats import Stats
 from perception_nodes.io.image import decode_image
 from perception_nodes.io.pointcloud2 import read_points
 from perception_nodes.io.scannet_bag import (CAMERA_INFO_TOPIC, CLOUD_TOPIC, COMPRESSED_TOPIC, IMAGE_TOPIC,
@@ -133,9 +134,9 @@ def test_projected_points_line_up_with_the_images(converted, scannet_scene_dir):
 
 def test_frames_assemble_with_labels(converted):
     info, _ = converted
-    stats = AssemblyStats()
-    frames = list(iter_frames(info.path, default_topics(info.path), stats))
-    assert stats.frames == 3 and not stats.dropped
+    stats = Stats()
+    frames = list(iter_frames(info.path, stats=stats))
+    assert len(frames) == 3 and stats.counts() == {}
     for frame, inside in zip(frames, SOURCE_INSIDE.values()):
         cam = frame.cameras[0]
         assert frame.frame_id == 'map' and frame.num_points == 81369 and frame.labels is not None
