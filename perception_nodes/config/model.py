@@ -55,7 +55,8 @@ class InputsConfig:
                            'header\'s)')
     fixed_frame: str = key('', 'A world-fixed frame (odom, map) through which each camera is located at its '
                            'own image stamp and the LiDAR at the cloud stamp, compensating ego motion between '
-                           'the two (tf2\'s lookup with a fixed frame). Empty: one lookup at the cloud stamp')
+                           'the two (tf2\'s lookup through a fixed frame). Empty: one lookup at the cloud '
+                           'stamp')
 
     def __post_init__(self) -> None:
         n = len(self.camera_topics)
