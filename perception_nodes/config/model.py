@@ -54,9 +54,8 @@ class InputsConfig:
     lidar_frame: str = key('', 'Frame id to use for the clouds instead of their header frame_id (empty: the '
                            'header\'s)')
     fixed_frame: str = key('', 'A world-fixed frame (odom, map) through which each camera is located at its '
-                           'the two (tf2\'s lookup through a fixed frame). Empty: one lookup at the '
-                           'cloud stamp')
-                           'the two (tf2\'s lookup through a fixed frame). Empty: one lookup at the cloud '
+                           'own image stamp and the LiDAR at the cloud stamp, compensating ego motion between '
+                           'the two (tf2 lookups through a fixed frame). Empty: one lookup at the cloud '
                            'stamp')
 
     def __post_init__(self) -> None:
