@@ -54,9 +54,9 @@ class InputsConfig:
     lidar_frame: str = key('', 'Frame id to use for the clouds instead of their header frame_id (empty: the '
                            'header\'s)')
     fixed_frame: str = key('', 'A world-fixed frame (odom, map) through which each camera is located at its '
-                           'own image stamp and the LiDAR at the cloud stamp, compensating ego motion between '
-                           'the two (tf2 lookups through a fixed frame). Empty: one lookup at the cloud '
-                           'stamp')
+                           'own image stamp and the LiDAR at the cloud stamp, compensating ego motion '
+                           'between the two (tf2 lookups through a fixed frame). Empty: one lookup at the '
+                           'cloud stamp')
 
     def __post_init__(self) -> None:
         n = len(self.camera_topics)
