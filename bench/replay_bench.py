@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             busy.terminate()
         pipeline.close()
     print(json.dumps({
-        'bench': 'replay', 'labeller': args.labeller, 'clip_model': args.clip_model, 'frames': summary['frames'],
+        'bench': 'replay', 'labeller': args.labeller, 'clip_model': args.clip_model,
+        'frames': summary['frames'],
         'frames_per_s': summary['frames_per_s'], 'wall_s': summary['wall_s'], 'setup_s': round(setup_s, 2),
         'stage_ms_p50': {k: v.get('p50') for k, v in summary['latency_ms'].items()},
         'threads': args.threads, 'loaded': args.load, 'cpu_count': os.cpu_count(),
