@@ -194,6 +194,24 @@ def confusion_matrix(class_names: Sequence[str], similar: dict[tuple[str, str], 
     return np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
 
 
+def clip_like_text_embeddings(class_names: Sequence[str], dim: int = 64, seed: int = 0,
+                              common: float = 0.5, similar: float = 0.6) -> torch.Tensor:
+    """(K, dim) unit text embeddings with CLIP-like structure, for synthetic teachers.
+
+    ``t_k = normalize(common · g + r_k + similar · Σ_j P_kj r_j)``: a component ``g`` shared by all prompts
+    (CLIP's text embeddings of class prompts are far from orthogonal), an independent part ``r_k``, and a
+    share of the look-alikes' parts (``P`` = :func:`confusion_matrix` of the names), so that a truck is
+    closer to a car than to a person, as CLIP's text embeddings are.
+    """
+    k = len(class_names)
+    gen = torch.Generator().manual_seed(int(seed))
+    raw = torch.randn(k + 1, int(dim), generator=gen, dtype=torch.float64)
+    raw = raw / raw.norm(dim=1, keepdim=True)
+    p = torch.as_tensor(confusion_matrix(class_names, floor=0.0))
+    emb = float(common) * raw[k] + raw[:k] + float(similar) * (p @ raw[:k])
+    return F.normalize(emb, dim=1).float()
+
+
 @dataclass
 class ClipLikeNoise:
     """Mistakes of :class:`ClipLikeTeacher`, modelled on CLIP's (all choices of this package).
@@ -220,9 +238,9 @@ class ClipLikeNoise:
     """
 
     confusion: np.ndarray | None = None
-    dense_object_confusion: float = 0.25
-    dense_cell_confusion: float = 0.08
-    boundary_bleed_px: int = 2
+    dense_object_confusion: float = 0.3
+    dense_cell_confusion: float = 0.15
+    boundary_bleed_px: int = 3
     crop_confusion: float = 0.12
     hard_object_fraction: float = 0.05
     feature_noise: float = 0.3

@@ -19,7 +19,8 @@ def label_quality(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray, truly_vi
 
     ``fov`` (N,) in some camera's image; ``truly_visible`` (N,) the camera really sees the point (ground
     truth); ``evaluate`` (N,) optional extra mask (e.g. unseen-class or pseudo-labelled points only).
-    Returns ``accuracy`` (correct / labelled), ``accuracy_visible`` / ``accuracy_occluded`` (same on truly
+    Returns ``accuracy`` (correct / labelled), ``mean_class_accuracy`` (the same per true class, averaged
+    over the classes with labelled points), ``accuracy_visible`` / ``accuracy_occluded`` (same on truly
     visible / truly occluded points), ``ignored_fraction``, ``occluded_kept_fraction`` (occluded points
     that still carry a label) and the counts.
     """
@@ -37,8 +38,11 @@ def label_quality(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray, truly_vi
         return float(a.sum() / nb) if nb else float('nan')
 
     occluded = keep & ~vis
+    classes = np.unique(truth[labelled])
+    per_class = [ratio(correct & (truth == c), labelled & (truth == c)) for c in classes]
     return {'points': int(keep.sum()), 'labelled': int(labelled.sum()),
             'accuracy': ratio(correct, labelled),
+            'mean_class_accuracy': float(np.mean(per_class)) if per_class else float('nan'),
             'accuracy_visible': ratio(correct & vis, labelled & vis),
             'accuracy_occluded': ratio(correct & ~vis, labelled & ~vis),
             'ignored_fraction': ratio(keep & ~labelled, keep),

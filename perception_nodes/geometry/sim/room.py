@@ -217,6 +217,7 @@ def make_room(seed: int, n_objects: int = 10, size: tuple[float, float] | None =
     dims = cells.max(axis=0) + 1
     _, first = np.unique((cells[:, 0] * dims[1] + cells[:, 1]) * dims[2] + cells[:, 2], return_index=True)
     p, n, i = p[first], n[first], i[first]
+    n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
     cls = table[i]
     tint = 0.8 + 0.4 * ((i * 2654435761) % 1000) / 999.0
     shade = 0.75 + 0.25 * np.abs(n[:, 2])

@@ -10,8 +10,8 @@ with look-alikes (truck / car, bicyclist / person, traffic-sign / pole), so this
 - traffic-sign: a plate (box) on top of its own pole (the pole is a separate ``pole`` instance).
 
 The renderer colours primitives by the base classes, so every primitive keeps a base *render* class
-(truck and motorcycle render as car, bicyclist as person, traffic-sign as pole) and the fine class is
-looked up per instance id (:attr:`StreetScene.instance_class`). :func:`make_street_frame` returns a
+(truck and motorcycle render as car, bicyclist as person, traffic-sign as pole) and the fine class of
+an added object is looked up by its instance id (:attr:`StreetScene.instance_class`). :func:`make_street_frame` returns a
 :class:`~perception_nodes.frame.Frame` whose ``labels`` and camera ``truth['class']`` rasters are in
 :data:`STREET_CLASSES`. :func:`street_sequence` drives the ego along the road for consecutive frames
 (the same instances seen again, as Affinity3D's temporal queue assumes).
@@ -39,15 +39,19 @@ class StreetScene:
     """A :class:`Scene` (base render classes) plus the fine class of every instance id."""
 
     scene: Scene
-    instance_class: np.ndarray   # (I + 1,) int64: fine class (index into STREET_CLASSES) of instance id i
+    instance_class: np.ndarray   # (I + 1,) int64: added class of instance id i, -1 = keep the render class
 
     def fine_labels(self, instances: np.ndarray, render_classes: np.ndarray) -> np.ndarray:
-        """Fine classes of hits given their instance ids and base classes (-1 / sky stays -1)."""
+        """Fine classes of hits given their instance ids and base classes (-1 / sky stays -1).
+
+        Instances of the base world keep their render class (a tree's trunk and crown share an instance
+        but not a class); instances of the added classes take theirs.
+        """
         inst = np.asarray(instances).astype(np.int64)
         cls = np.asarray(render_classes).astype(np.int64)
         known = (inst >= 0) & (inst < len(self.instance_class))
-        fine = np.where(known, self.instance_class[np.clip(inst, 0, len(self.instance_class) - 1)], cls)
-        return np.where(cls < 0, -1, fine)
+        added = np.where(known, self.instance_class[np.clip(inst, 0, len(self.instance_class) - 1)], -1)
+        return np.where(cls < 0, -1, np.where(added >= 0, added, cls))
 
     def translated(self, dx: float, dy: float = 0.0) -> 'StreetScene':
         """The same street moved by (dx, dy) metres (the ego drives by (-dx, -dy))."""
@@ -125,8 +129,7 @@ def make_street_scene(seed: int, n_trucks: int = 3, n_motorcycles: int = 3, n_bi
     box_cls, box_inst = base.box_class.tolist(), base.box_instance.tolist()
     cyls = [list(map(float, c)) for c in base.cylinders]
     cyl_cls, cyl_inst = base.cyl_class.tolist(), base.cyl_instance.tolist()
-    fine = {int(i): int(c) for i, c in zip(box_inst + cyl_inst + base.sph_instance.tolist(),
-                                           box_cls + cyl_cls + base.sph_class.tolist())}
+    fine: dict[int, int] = {}        # added instances only; base instances keep their render classes
     next_id = base.num_instances + 1
 
     def lane() -> tuple[float, float]:
@@ -173,7 +176,6 @@ def make_street_scene(seed: int, n_trucks: int = 3, n_motorcycles: int = 3, n_bi
         cyls.append([pos[0], pos[1], 0.0, top, r])                            # the sign's pole
         cyl_cls.append(POLE)
         cyl_inst.append(next_id)
-        fine[next_id] = POLE
         next_id += 1
         w, h = rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.9)
         yaw = math.pi / 2 + rng.normal(0, 0.2)                                # faces the road
@@ -182,7 +184,7 @@ def make_street_scene(seed: int, n_trucks: int = 3, n_motorcycles: int = 3, n_bi
         box_inst.append(next_id)
         fine[next_id] = TRAFFIC_SIGN
         next_id += 1
-    table = np.zeros(next_id, dtype=np.int64)           # instance 0 = the ground (road)
+    table = np.full(next_id, -1, dtype=np.int64)
     for i, c in fine.items():
         table[i] = c
     scene = Scene(boxes=torch.tensor(boxes, dtype=torch.float32).reshape(-1, 7), box_class=box_cls,

@@ -15,6 +15,7 @@ def test_label_quality_known_answer():
     q = label_quality(pred, truth, fov, vis)
     assert q['points'] == 5 and q['labelled'] == 4                      # truth -1 and out-of-fov excluded
     assert q['accuracy'] == pytest.approx(2 / 4)
+    assert q['mean_class_accuracy'] == pytest.approx((1 / 2 + 1 / 1 + 0 / 1) / 3)   # classes 0, 2, 1
     assert q['accuracy_visible'] == pytest.approx(2 / 3) and q['accuracy_occluded'] == 0.0
     assert q['ignored_fraction'] == pytest.approx(1 / 5) and q['occluded_kept_fraction'] == 1.0
     q2 = label_quality(pred, truth, fov, vis, evaluate=truth == 0)
