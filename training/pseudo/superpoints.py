@@ -16,6 +16,9 @@ DBSCAN's ``eps`` and ``min_samples`` are NOT GIVEN in the paper. Our choice: ``e
 depend on the distance-dependent LiDAR point density as much as on raw points). The annotation-free FH
 uses ``k = 0.05``, ``min_size = 20`` voxels of 0.15 m and ``color_weight = 0`` (LiDAR has no colour): coarser
 than the indoor 2 cm / size 50 of UnScene3D, to give supervoxels of roughly BPSS size on a 64-beam scan.
+FH never cuts a smooth surface, so the whole road would be one segment whose 2D box spans the image (its
+crop then shows whatever fills the image centre); supervoxels have a bounded size, so FH segments are
+further cut by a 4 m xy grid (``tile_size``, our choice).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ class SuperpointConfig:
     min_points: int = 2                # Sec. 3.2: superpoints with fewer points are invalid
     af_method: str = 'fh'              # 'fh' | 'segment_scan' (AF; BPSS is not available)
     fh: FHConfig = field(default_factory=lambda: FHConfig(k=0.05, min_size=20, voxel_size=0.15))
+    tile_size: float = 4.0             # AF: cut segments by an xy grid of this size (metres; 0 = off)
     segment_options: dict = field(default_factory=dict)   # extra teacher.instances.segment_scan arguments
 
     def __post_init__(self) -> None:
@@ -99,4 +103,20 @@ def annotation_free_superpoints(points: np.ndarray, config: SuperpointConfig | N
             out[finite] = fh_oversegment(pts[finite], config.fh, viewpoint=viewpoint).segment_ids
     else:
         out = segment_scan(pts, **config.segment_options)
+    if config.tile_size > 0:
+        out = tile_segments(pts, out, config.tile_size)
     return drop_small(out, config.min_points)
+
+
+def tile_segments(points: np.ndarray, segment_ids: np.ndarray, tile_size: float) -> np.ndarray:
+    """Split every segment by an xy grid of ``tile_size`` metres: (N,) ids, dense, -1 kept."""
+    seg = np.asarray(segment_ids, dtype=np.int64)
+    ok = (seg >= 0) & np.isfinite(points).all(axis=1)
+    out = np.full(len(seg), -1, dtype=np.int64)
+    if not ok.any():
+        return out
+    cells = np.floor(points[ok, :2] / float(tile_size)).astype(np.int64)
+    cells -= cells.min(axis=0)
+    key = (seg[ok] * (cells[:, 0].max() + 1) + cells[:, 0]) * (cells[:, 1].max() + 1) + cells[:, 1]
+    out[ok] = np.unique(key, return_inverse=True)[1].reshape(-1)
+    return out

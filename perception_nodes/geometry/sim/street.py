@@ -208,13 +208,14 @@ def make_street_frame(seed: int, street: StreetScene | None = None, num_cameras:
 
 
 def street_sequence(seed: int, num_frames: int, step: float = 2.0, num_cameras: int = 1, image_size='small',
-                    beam_model: LidarBeamModel | None = None) -> list[Frame]:
+                    beam_model: LidarBeamModel | None = None, **frame_kwargs) -> list[Frame]:
     """Consecutive frames of one street, the ego advancing ``step`` metres along x per frame.
 
     Frame t has stamp / index ``seed * 1000 + t`` (its own LiDAR noise and teacher noise draws); instance
-    ids are shared by all frames, so an object keeps its id as in a tracked sequence.
+    ids are shared by all frames, so an object keeps its id as in a tracked sequence. ``frame_kwargs`` go
+    to ``make_sim_frame`` (e.g. ``camera_offset``).
     """
     start = -step * (num_frames - 1) / 2            # centre the drive on the scene
     street = make_street_scene(seed).without_corridor(start - 1.0, start + step * (num_frames - 1) + 1.0)
     return [make_street_frame(seed * 1000 + t, street.translated(-(start + t * step)), num_cameras, image_size,
-                              beam_model) for t in range(num_frames)]
+                              beam_model, **frame_kwargs) for t in range(num_frames)]

@@ -65,7 +65,7 @@ def test_table3_table4_directions_on_a_fixed_seed(drive):
     assert af['crops+aff+vis']['accuracy'] > af['crops+vis']['accuracy']
     # naive projection matches occluded points wrongly; visibility removes them (Sec. 3.5)
     for v in ('dense', 'crops'):
-        assert af[v]['occluded_kept_fraction'] == 1.0 and af[v + '+vis']['occluded_kept_fraction'] < 0.1
+        assert af[v]['occluded_kept_fraction'] > 0.9 and af[v + '+vis']['occluded_kept_fraction'] < 0.1
         assert af[v]['accuracy_occluded'] < af[v]['accuracy_visible'] - 0.1
         assert af[v + '+vis']['ignored_fraction'] > af[v]['ignored_fraction']
     assert af['dense+vis']['accuracy'] > af['dense']['accuracy']

@@ -7,7 +7,7 @@ import pytest
 from training.pseudo.oversegment import (FHConfig, estimate_normals, felzenszwalb_graph, fh_oversegment,
                                          knn_edges, segment_adjacency)
 from training.pseudo.superpoints import (SuperpointConfig, annotation_free_superpoints, drop_small,
-                                         gzs_superpoints)
+                                         gzs_superpoints, tile_segments)
 
 
 def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -161,9 +161,18 @@ def test_gzs_superpoints_cluster_only_points_without_seen_labels():
 def test_drop_small_and_af_superpoints():
     np.testing.assert_array_equal(drop_small(np.array([3, 3, 5, -1, 7, 7, 7]), 2), [0, 0, -1, -1, 1, 1, 1])
     pts, cube = two_boxes(0.1)
-    seg = annotation_free_superpoints(pts, SuperpointConfig(fh=FHConfig(k=0.01, min_size=5, voxel_size=0.0)))
+    seg = annotation_free_superpoints(pts, SuperpointConfig(fh=FHConfig(k=0.01, min_size=5, voxel_size=0.0),
+                                                            tile_size=0))
     assert (seg >= 0).all()                                  # FH: every point in a superpoint
     for s in np.unique(seg):
         assert len(np.unique(cube[seg == s])) == 1
     with pytest.raises(ValueError, match='af_method'):
         SuperpointConfig(af_method='bpss')
+    # tiles: a flat 10 m x 10 m ground is one FH segment, cut into 4 m tiles (3 x 3 cells)
+    g = np.arange(0, 10, 0.2)
+    x, y = np.meshgrid(g, g)
+    ground = np.column_stack([x.ravel(), y.ravel(), np.zeros(x.size)])
+    fh_only = annotation_free_superpoints(ground, SuperpointConfig(tile_size=0))
+    tiled = annotation_free_superpoints(ground, SuperpointConfig(tile_size=4.0))
+    assert len(np.unique(fh_only)) == 1 and len(np.unique(tiled)) == 9
+    np.testing.assert_array_equal(tile_segments(ground, np.zeros(len(ground), int), 4.0), tiled)
