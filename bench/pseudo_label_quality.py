@@ -40,8 +40,8 @@ from training.pseudo.synthetic_eval import LabelEvalConfig, evaluate_label_varia
 from training.pseudo.visibility import point_visibility
 
 MOUNTINGS = {'kitti': (0.27, 0.06, -0.08), 'roof': (0.8, 0.0, -0.6)}
-PAPER = {'affinity_gain_points': {'gzs': 3.43, 'af': 3.11, 'source': 'Affinity3D Table 4 (83.55 -> 86.98 GZS, '
-                                                                      '34.71 -> 37.82 AF)'},
+PAPER = {'affinity_gain_points': {'gzs': 3.43, 'af': 3.11,
+                                  'source': 'Affinity3D Table 4 (83.55 -> 86.98 GZS, 34.71 -> 37.82 AF)'},
          'visibility': 'Sec. 3.5 / Fig. 3: about 34% of naively projected points are wrongly matched; '
                        'visibility ignores them (Table 3 rows 1->2: +0.37 All GZS, +0.28 AF)',
          'instances_vs_dense': 'Table 3: CI >> MC (unseen mIoU +27.28 GZS, +4.28 AF after training)'}
@@ -50,7 +50,7 @@ KEYS = ('points', 'labelled', 'accuracy', 'mean_class_accuracy', 'accuracy_visib
 
 
 def kitti_dense_bytes(seed: int = 0) -> dict:
-    """DenseTargets bytes of one KITTI-size synthetic frame (64 x 2048 beams, 375 x 1242 image).
+    """Measure the DenseTargets bytes of one KITTI-size synthetic frame (64 x 2048 beams, 375 x 1242 image).
 
     Feature maps as MaskCLIP ViT-B/32 at the pipeline's 224 x 416 input gives them: 512 x 7 x 13.
     """
@@ -103,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
                         affinity=replace(AffinityConfig(), scale=scale), variants=('crops+aff+vis',)))
                     sweep[setting][str(scale)] = r['crops+aff+vis']['accuracy']
     first = results[mountings[0]]
-    gains = {s: round(100 * (first[f'{s}/depth_buffer']['crops+aff+vis']['accuracy']
-                             - first[f'{s}/depth_buffer']['crops+vis']['accuracy']), 2) for s in ('gzs', 'af')}
+    gains = {}
+    for s in ('gzs', 'af'):
+        row = first[f'{s}/depth_buffer']
+        gains[s] = round(100 * (row['crops+aff+vis']['accuracy'] - row['crops+vis']['accuracy']), 2)
     out = {'bench': 'pseudo_label_quality', 'frames': frames_total, 'sequences_per_mounting': n_seq,
            'frames_per_sequence': n_frames, 'image_size': 'small (188x621)', 'beams': '64x1024',
            'teacher': 'ClipLikeTeacher(ClipLikeNoise(seed=1)), clip_like_text_embeddings(dim=%d)' % args.dim,

@@ -247,7 +247,8 @@ class ClipLikeNoise:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ('dense_object_confusion', 'dense_cell_confusion', 'crop_confusion', 'hard_object_fraction'):
+        for name in ('dense_object_confusion', 'dense_cell_confusion', 'crop_confusion',
+                     'hard_object_fraction'):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f'{name} must be in [0, 1], got {value}')
@@ -336,7 +337,7 @@ class ClipLikeTeacher:
         return np.minimum((u > cdf).sum(axis=-1), self.num_classes - 1)
 
     def hard_partner(self, instances: np.ndarray, classes: np.ndarray) -> np.ndarray:
-        """Fixed confusion partner of each (instance, class) if that object is hard, else -1."""
+        """Return the fixed confusion partner of each (instance, class) if that object is hard, else -1."""
         inst = np.asarray(instances, dtype=np.int64).reshape(-1)
         cls = np.asarray(classes, dtype=np.int64).reshape(-1)
         out = np.full(inst.shape, -1, dtype=np.int64)
@@ -352,8 +353,8 @@ class ClipLikeTeacher:
 
     def _truth(self, view: CameraView) -> tuple[np.ndarray, np.ndarray]:
         if 'class' not in view.truth:
-            raise ValueError(f"camera {view.name!r} has no truth['class'] raster (the synthetic teacher needs "
-                             f"the synthetic world's ground truth)")
+            raise ValueError(f"camera {view.name!r} has no truth['class'] raster (the synthetic teacher "
+                             f"needs the synthetic world's ground truth)")
         labels = self._labels.vocabulary_raster(np.asarray(view.truth['class']))
         inst = view.truth.get('instance')
         inst = np.zeros_like(labels) if inst is None else np.asarray(inst).astype(np.int64)
@@ -413,7 +414,7 @@ class ClipLikeTeacher:
         return out
 
     def crop_classes(self, view: CameraView, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The class each box crop shows and its dominant instance: (S,) each, -1 for an empty crop.
+        """Return the class each box crop shows and its dominant instance: (S,) each, -1 if empty.
 
         Pixels are weighted by a Gaussian centred on the box (sigma = a quarter of each side), so what fills
         the middle of the crop wins; pixels without a vocabulary class (sky) do not vote.

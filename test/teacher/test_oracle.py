@@ -166,8 +166,8 @@ def test_confusion_matrix_prefers_look_alikes():
 
 def test_clip_like_noise_free_dense_equals_the_oracle_and_is_a_teacher():
     from perception_nodes.teacher.oracle import ClipLikeNoise
-    noise = ClipLikeNoise(dense_object_confusion=0, dense_cell_confusion=0, boundary_bleed_px=0, crop_confusion=0,
-                          hard_object_fraction=0, feature_noise=0)
+    noise = ClipLikeNoise(dense_object_confusion=0, dense_cell_confusion=0, boundary_bleed_px=0,
+                          crop_confusion=0, hard_object_fraction=0, feature_noise=0)
     teacher, emb = clip_like(noise)
     assert isinstance(teacher, Teacher) and teacher.embed_dim == 24
     v = truth_view()
@@ -176,7 +176,8 @@ def test_clip_like_noise_free_dense_equals_the_oracle_and_is_a_teacher():
     np.testing.assert_array_equal(as_labels(feats, emb), expected)
     torch.testing.assert_close(feats[:, 10, 10], emb[1])
     # crops: the class filling the box centre wins; scores follow the text part only
-    boxes = np.array([[4.5, 4.5, 24.5, 14.5], [29.5, 19.5, 54.5, 34.5], [0, 0, 60, 40.0], [56.5, 0, 59.5, 39.5]])
+    boxes = np.array([[4.5, 4.5, 24.5, 14.5], [29.5, 19.5, 54.5, 34.5], [0, 0, 60, 40.0],
+                      [56.5, 0, 59.5, 39.5]])
     cls, inst = teacher.crop_classes(v, boxes)
     np.testing.assert_array_equal(cls, [1, 2, 0, 0])         # last box: mostly class 9 (unknown), no vote
     np.testing.assert_array_equal(inst[:2], [7, 8])
@@ -213,7 +214,8 @@ def test_clip_like_confusions_follow_the_matrix_and_hard_objects_persist():
     from perception_nodes.teacher.oracle import ClipLikeNoise
     conf = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [1, 0, 0, 0.0]])
     teacher, emb = clip_like(ClipLikeNoise(confusion=conf, crop_confusion=1.0, dense_object_confusion=1.0,
-                                           dense_cell_confusion=0, boundary_bleed_px=0, hard_object_fraction=0))
+                                           dense_cell_confusion=0, boundary_bleed_px=0,
+                                           hard_object_fraction=0))
     v = truth_view(1)
     lab = teacher.class_raster(v)
     assert lab[10, 10] == 2 and lab[25, 40] == 0 and lab[0, 0] == 1      # 1 -> 2, 2 -> 0, 0 -> 1

@@ -98,7 +98,7 @@ class RefinedBatch:
 
 @dataclass
 class AffinityQueue:
-    """Temporal queue of instances (Affinity3D Sec. 3.4): refine jointly whenever it is full, flush at the end.
+    """Temporal queue of instances (Affinity3D Sec. 3.4): refine jointly when full, flush at the end.
 
     ``push`` adds one frame's instances and returns the batches popped by it (all queued batches, in push
     order, once the queue holds at least ``config.queue_size`` instances; otherwise nothing). ``flush``

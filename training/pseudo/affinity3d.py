@@ -8,7 +8,8 @@ frames, a frame's labels are final only when the queue pops: :meth:`Affinity3DLa
 frames completed by that push and :meth:`Affinity3DLabeler.flush` the rest (call it after the last frame).
 
 :func:`dense_point_labels` is the "MC" baseline: every point takes the class of its fused dense teacher
-feature (argmax of the cosine over the candidate classes), from :class:`~training.pseudo.dense_targets.DenseTargets`.
+feature (argmax of the cosine over the candidate classes), from
+:class:`~training.pseudo.dense_targets.DenseTargets`.
 """
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ class Affinity3DConfig:
             raise ValueError(f"setting must be 'gzs' or 'af', got {self.setting!r}")
 
     def split(self, class_names: Sequence[str]) -> SeenUnseenSplit:
-        """The seen/unseen split for a vocabulary (AF: everything unseen)."""
+        """Return the seen/unseen split for a vocabulary (AF: everything unseen)."""
         if self.setting == 'af':
             return SeenUnseenSplit.annotation_free(class_names)
         return SeenUnseenSplit(tuple(class_names), tuple(self.unseen))
@@ -91,7 +92,8 @@ class Affinity3DLabeler:
         self.config = config
         self.class_names = tuple(class_names)
         if text_embeddings.shape[0] != len(self.class_names):
-            raise ValueError(f'{text_embeddings.shape[0]} text embeddings for {len(self.class_names)} classes')
+            raise ValueError(f'{text_embeddings.shape[0]} text embeddings for {len(self.class_names)} '
+                             f'classes')
         self.text_embeddings = F.normalize(text_embeddings.float().cpu(), dim=1)
         self.encoder = crop_encoder
         self.split = config.split(self.class_names)
@@ -101,7 +103,7 @@ class Affinity3DLabeler:
         self._next = 0
 
     def visibility(self, frame: Frame) -> PointVisibility:
-        """The frame's projection and (configured) visibility."""
+        """Project the frame and apply the configured visibility test."""
         cfg = self.config.visibility if self.config.use_visibility else VisibilityConfig(variant='none')
         return point_visibility(frame, cfg)
 
@@ -115,14 +117,15 @@ class Affinity3DLabeler:
 
     def push(self, frame: Frame, key: Any = None, visibility: PointVisibility | None = None,
              segment_ids: np.ndarray | None = None) -> list[FramePseudoLabels]:
-        """Process one frame; returns the frames completed by this push (in push order)."""
+        """Label one frame; return the frames this push completed (in push order)."""
         vis = visibility if visibility is not None else self.visibility(frame)
         seg = self.superpoints(frame) if segment_ids is None else np.asarray(segment_ids, dtype=np.int64)
         crops = instance_crops(frame.cameras, vis.projection.uv, vis.projection.in_image, seg, self.encoder,
                                self.config.min_box)
         kept = crops.valid
         feats = crops.features[torch.from_numpy(kept)]
-        probs = instance_probabilities(feats, self.text_embeddings, self.split.unseen_mask, self.config.logit_scale)
+        probs = instance_probabilities(feats, self.text_embeddings, self.split.unseen_mask,
+                                       self.config.logit_scale)
         visible = vis.any_visible
         gt = None if self.config.setting == 'af' or frame.labels is None else np.asarray(frame.labels)
         ticket = self._next
@@ -158,8 +161,8 @@ class Affinity3DLabeler:
             pl = assemble_point_labels(p.segment_ids, p.instance_labels, p.visible, p.ground_truth, seen, cfg)
             probs = np.zeros_like(p.refined)
             probs[p.kept] = p.probs.numpy()
-            out.append(FramePseudoLabels(p.key, pl, p.segment_ids, p.kept, probs, p.refined, p.instance_labels,
-                                         p.features.numpy().astype(np.float16)))
+            out.append(FramePseudoLabels(p.key, pl, p.segment_ids, p.kept, probs, p.refined,
+                                         p.instance_labels, p.features.numpy().astype(np.float16)))
         return out
 
 
@@ -195,7 +198,7 @@ def dense_frame_labels(frame: Frame, feature_maps: Sequence[torch.Tensor], text_
     if not use_visibility:
         cfg = AssemblyConfig(ignore_invisible_ground_truth=False, ignore_invisible=False)
     n = frame.num_points
+    gt = np.asarray(frame.labels) if gzs else None
     labels = assemble_point_labels(np.full(n, -1), np.zeros(0, dtype=np.int64), used.any(dim=0).cpu().numpy(),
-                                   np.asarray(frame.labels) if gzs else None, split.seen_mask if gzs else None,
-                                   cfg, dense_labels=dense)
+                                   gt, split.seen_mask if gzs else None, cfg, dense_labels=dense)
     return labels, targets

@@ -32,8 +32,8 @@ class DenseTargets:
 
     feature_maps: list[torch.Tensor]     # per camera (C, h, w), float16 by default
     image_sizes: list[tuple[int, int]]   # per camera (H, W) of the image the uv refer to
-    used_bits: list[np.ndarray]          # per camera packed (ceil(N / 8),) uint8 mask of the points used there
-    uv: list[np.ndarray]                 # per camera (n_m, 2) float32 image coordinates of those points, ascending
+    used_bits: list[np.ndarray]          # per camera packed (ceil(N / 8),) uint8 mask of the points used
+    uv: list[np.ndarray]                 # per camera (n_m, 2) float32 image coords of those points
     num_points: int
     mode: str = 'bilinear'               # sampling mode, as the pipeline's teacher.sampling
 
@@ -93,7 +93,9 @@ class DenseTargets:
             used_pts = np.flatnonzero(self.used_mask(i))          # ascending: the row order of uv
             pos = np.searchsorted(used_pts, idx)
             pos_c = np.minimum(pos, max(len(used_pts) - 1, 0))
-            hit = (pos < len(used_pts)) & (used_pts[pos_c] == idx) if len(used_pts) else np.zeros(len(idx), bool)
+            if len(used_pts) == 0:
+                continue
+            hit = (pos < len(used_pts)) & (used_pts[pos_c] == idx)
             if not hit.any():
                 continue
             uv = torch.from_numpy(self.uv[i][pos_c[hit]])
@@ -138,8 +140,9 @@ class DenseTargets:
 
 
 def fused_reference(feature_maps: Sequence[torch.Tensor], uv: torch.Tensor, used: torch.Tensor,
-                    image_sizes: Sequence[tuple[int, int]], mode: str = 'bilinear') -> tuple[torch.Tensor, torch.Tensor]:
-    """The pipeline's own computation (``FeatureAccumulator``), for tests: (seen index, (n, C) features)."""
+                    image_sizes: Sequence[tuple[int, int]],
+                    mode: str = 'bilinear') -> tuple[torch.Tensor, torch.Tensor]:
+    """Run the pipeline's own computation (``FeatureAccumulator``): (seen index, (n, C) features)."""
     from perception_nodes.pipeline.fusion import FeatureAccumulator
     acc = FeatureAccumulator(uv.shape[1])
     for m, fmap in enumerate(feature_maps):

@@ -183,7 +183,8 @@ def voxel_downsample(points: np.ndarray, voxel_size: float) -> tuple[np.ndarray,
     _, inverse = np.unique(key, return_inverse=True)
     inverse = inverse.reshape(-1)
     counts = np.bincount(inverse).astype(np.float64)
-    centroids = np.stack([np.bincount(inverse, weights=pts[:, d]) for d in range(3)], axis=1) / counts[:, None]
+    sums = np.stack([np.bincount(inverse, weights=pts[:, d]) for d in range(3)], axis=1)
+    centroids = sums / counts[:, None]
     return centroids, inverse
 
 
@@ -200,7 +201,8 @@ def segment_adjacency(segment_ids: np.ndarray, edges: np.ndarray) -> np.ndarray:
 
 
 def fh_oversegment(points: np.ndarray, config: FHConfig | None = None, colors: np.ndarray | None = None,
-                   normals: np.ndarray | None = None, viewpoint: np.ndarray | None = None) -> Oversegmentation:
+                   normals: np.ndarray | None = None,
+                   viewpoint: np.ndarray | None = None) -> Oversegmentation:
     """FH over-segmentation of a point cloud (UnScene3D Sec. 3.1.3; see the module docstring).
 
     ``colors`` (N, 3) in [0, 1] or 0..255 (rescaled when > 1); ``normals`` (N, 3) are estimated when absent.
@@ -211,7 +213,8 @@ def fh_oversegment(points: np.ndarray, config: FHConfig | None = None, colors: n
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     n = len(pts)
     if n == 0:
-        return Oversegmentation(np.zeros(0, dtype=np.int64), np.zeros((0, 3)), np.zeros((0, 2), dtype=np.int64))
+        return Oversegmentation(np.zeros(0, dtype=np.int64), np.zeros((0, 3)),
+                                np.zeros((0, 2), dtype=np.int64))
     centroids, inverse = voxel_downsample(pts, config.voxel_size)
     v = len(centroids)
     counts = np.bincount(inverse, minlength=v).astype(np.float64)

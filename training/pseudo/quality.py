@@ -51,7 +51,10 @@ def label_quality(pred: np.ndarray, truth: np.ndarray, fov: np.ndarray, truly_vi
 
 
 def mask_iou(pred_ids: np.ndarray, gt_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU of every (pred mask, gt instance) pair from per-point ids (-1 = none): (P, G) IoU, pred ids, gt ids."""
+    """Compute the IoU of every (pred mask, gt instance) pair from per-point ids (-1 = none).
+
+    Returns the (P, G) IoU matrix, the pred ids and the gt ids (sorted).
+    """
     p = np.asarray(pred_ids, dtype=np.int64).reshape(-1)
     g = np.asarray(gt_ids, dtype=np.int64).reshape(-1)
     pu = np.unique(p[p >= 0])

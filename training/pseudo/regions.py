@@ -60,8 +60,8 @@ def sam_regions(image: np.ndarray, checkpoint: str | Path, model_type: str = 'vi
     path = Path(checkpoint).expanduser() if str(checkpoint) else None
     if path is None or not path.is_file():
         raise SamUnavailableError(f'SAM checkpoint not found: {path if path else "(none given)"}. Place the '
-                                  f'segment_anything {model_type!r} weights there (e.g. sam_vit_b_01ec64.pth) and '
-                                  f'pass its path; nothing is downloaded.')
+                                  f'segment_anything {model_type!r} weights there (e.g. '
+                                  f'sam_vit_b_01ec64.pth) and pass its path; nothing is downloaded.')
     try:
         from segment_anything import SamAutomaticMaskGenerator, sam_model_registry
     except ImportError as exc:
@@ -108,7 +108,8 @@ def region_vote(regions: np.ndarray, labels: np.ndarray, num_classes: int) -> np
         return out
     r = int(reg.max()) + 1
     voters = inside & (lab >= 0) & (lab < num_classes)
-    votes = np.bincount(reg[voters] * num_classes + lab[voters], minlength=r * num_classes).reshape(r, num_classes)
+    votes = np.bincount(reg[voters] * num_classes + lab[voters], minlength=r * num_classes)
+    votes = votes.reshape(r, num_classes)
     winner = np.where(votes.max(axis=1) > 0, votes.argmax(axis=1), -1)
     out[inside] = winner[reg[inside]]
     return out
@@ -137,7 +138,10 @@ class PointRegions:
 
 
 def point_regions(region_maps: Sequence[np.ndarray], uv: torch.Tensor, visible: torch.Tensor) -> PointRegions:
-    """Region of each visible projection: ``region_maps`` per camera (H, W), ``uv`` (M, N, 2), ``visible`` (M, N)."""
+    """Region of each visible projection.
+
+    ``region_maps``: per camera (H, W) ids; ``uv`` (M, N, 2); ``visible`` (M, N).
+    """
     m = len(region_maps)
     if uv.shape[0] != m or visible.shape != uv.shape[:2]:
         raise ValueError(f'{m} region maps for uv {tuple(uv.shape)} and visibility {tuple(visible.shape)}')
@@ -157,7 +161,8 @@ def point_regions(region_maps: Sequence[np.ndarray], uv: torch.Tensor, visible: 
     return PointRegions(cat(pts), cat(cams), cat(regs), np.asarray(offsets, dtype=np.int64), int(uv.shape[1]))
 
 
-def region_point_labels(voted_maps: Sequence[np.ndarray], uv: torch.Tensor, visible: torch.Tensor) -> np.ndarray:
+def region_point_labels(voted_maps: Sequence[np.ndarray], uv: torch.Tensor,
+                        visible: torch.Tensor) -> np.ndarray:
     """(N,) region-voted label of each point in its first visible camera, -1 for points in none."""
     n = int(uv.shape[1])
     out = np.full(n, -1, dtype=np.int64)
@@ -172,7 +177,7 @@ def region_point_labels(voted_maps: Sequence[np.ndarray], uv: torch.Tensor, visi
 
 
 def upsample_labels(cell_labels: np.ndarray, image_size: tuple[int, int]) -> np.ndarray:
-    """Nearest upsampling of (h, w) feature-cell labels to the (H, W) image (as ``sample_features`` nearest)."""
+    """Upsample (h, w) feature-cell labels to the (H, W) image (nearest, as ``sample_features``)."""
     lab = np.asarray(cell_labels)
     h, w = lab.shape
     hh, ww = int(image_size[0]), int(image_size[1])

@@ -37,7 +37,8 @@ class LabelEvalConfig:
 
 
 def evaluate_label_variants(frames: Sequence[Frame], teacher, class_names: Sequence[str],
-                            text_embeddings: torch.Tensor, config: LabelEvalConfig | None = None) -> dict[str, dict]:
+                            text_embeddings: torch.Tensor,
+                            config: LabelEvalConfig | None = None) -> dict[str, dict]:
     """Pooled :func:`~training.pseudo.quality.label_quality` per variant over ``frames`` (in sequence order).
 
     Evaluated points: the camera field of view; in GZS only the points whose true class is unseen (the
@@ -73,12 +74,14 @@ def evaluate_label_variants(frames: Sequence[Frame], teacher, class_names: Seque
             segments = [labeler.superpoints(f) for f in frames]
         done = []
         for i, f in enumerate(frames):
-            done += labeler.push(f, key=i, visibility=vis[i] if use_vis else novis[i], segment_ids=segments[i])
+            v = vis[i] if use_vis else novis[i]
+            done += labeler.push(f, key=i, visibility=v, segment_ids=segments[i])
         done += labeler.flush()
         preds[variant] = [d.point_labels.labels for d in sorted(done, key=lambda d: d.key)]
     results = {}
     for variant, out in preds.items():
-        q = label_quality(np.concatenate(out), np.concatenate([f.labels for f in frames]), np.concatenate(fov),
-                          np.concatenate(truly), np.concatenate(evaluate))
+        truth = np.concatenate([f.labels for f in frames])
+        q = label_quality(np.concatenate(out), truth, np.concatenate(fov), np.concatenate(truly),
+                          np.concatenate(evaluate))
         results[variant] = {k: round(v, 4) if isinstance(v, float) else v for k, v in q.items()}
     return results

@@ -44,7 +44,7 @@ class PointVisibility:
 
 def point_visibility(frame: Frame, config: VisibilityConfig | None = None,
                      projection: Projection | None = None) -> PointVisibility:
-    """Project ``frame`` into its cameras and apply the visibility test (``config.variant='none'``: in-image)."""
+    """Project ``frame`` into its cameras and apply the visibility test (variant 'none': in-image)."""
     config = config or VisibilityConfig(variant='superpixel')
     proj = projection if projection is not None else project_frame(frame)
     if proj.num_cameras == 0:

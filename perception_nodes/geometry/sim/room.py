@@ -68,7 +68,8 @@ class _Builder:
         self.next_id += 1
         return i
 
-    def box(self, inst: int, cx: float, cy: float, z0: float, lx: float, ly: float, lz: float, yaw: float) -> None:
+    def box(self, inst: int, cx: float, cy: float, z0: float, lx: float, ly: float, lz: float,
+            yaw: float) -> None:
         self.boxes.append([cx, cy, z0 + lz / 2, lx, ly, lz, yaw])
         self.box_inst.append(inst)
 
@@ -97,7 +98,8 @@ class _Builder:
         return scene, table
 
 
-def _layout(seed: int, n_objects: int, size: tuple[float, float] | None) -> tuple[_Builder, tuple[float, float]]:
+def _layout(seed: int, n_objects: int,
+            size: tuple[float, float] | None) -> tuple[_Builder, tuple[float, float]]:
     rng = np.random.default_rng([seed, 31337])
     lx, ly = size if size is not None else (float(rng.uniform(4.5, 7.0)), float(rng.uniform(4.0, 6.0)))
     b = _Builder()
@@ -167,7 +169,8 @@ def _layout(seed: int, n_objects: int, size: tuple[float, float] | None) -> tupl
             pos = spot(0.75 * e, False)
             if pos is None:
                 continue
-            b.box(b.new(BOX), pos[0], pos[1], 0.0, e, e * rng.uniform(0.7, 1.0), e * rng.uniform(0.6, 1.0), pos[2])
+            b.box(b.new(BOX), pos[0], pos[1], 0.0, e, e * rng.uniform(0.7, 1.0), e * rng.uniform(0.6, 1.0),
+                  pos[2])
         else:
             pos = spot(0.3, False)
             if pos is None:
@@ -185,12 +188,17 @@ def _sphere_rays(n_azimuth: int, n_elevation: int, low: float = -85.0, high: flo
     el = torch.linspace(math.radians(low), math.radians(high), n_elevation)
     az = torch.arange(n_azimuth) * (2 * math.pi / n_azimuth)
     e, a = torch.meshgrid(el, az, indexing='ij')
-    return torch.stack([torch.cos(e) * torch.cos(a), torch.cos(e) * torch.sin(a), torch.sin(e)], -1).reshape(-1, 3)
+    dirs = torch.stack([torch.cos(e) * torch.cos(a), torch.cos(e) * torch.sin(a), torch.sin(e)], -1)
+    return dirs.reshape(-1, 3)
 
 
-def make_room(seed: int, n_objects: int = 10, size: tuple[float, float] | None = None, voxel_size: float = 0.04,
-              n_scanners: int = 4, rays: tuple[int, int] = (720, 360), noise: float = 0.01) -> Room:
-    """A seeded room scanned from ``n_scanners`` positions; ``rays`` = (azimuth, elevation) steps per scanner."""
+def make_room(seed: int, n_objects: int = 10, size: tuple[float, float] | None = None,
+              voxel_size: float = 0.04, n_scanners: int = 4, rays: tuple[int, int] = (720, 360),
+              noise: float = 0.01) -> Room:
+    """Build a seeded room scanned from ``n_scanners`` positions.
+
+    ``rays`` = (azimuth, elevation) steps per scanner; hits are voxel-downsampled to ``voxel_size``.
+    """
     b, (lx, ly) = _layout(seed, n_objects, size)
     scene, table = b.scene()
     rng = np.random.default_rng([seed, 2718])
@@ -228,8 +236,9 @@ def make_room(seed: int, n_objects: int = 10, size: tuple[float, float] | None =
 
 
 def room_camera(room: Room, index: int, num_views: int = 4, image_size: tuple[int, int] = (240, 320),
-                fov_deg: float = 70.0, height: float = 1.5, pitch_deg: float = -20.0) -> tuple[CameraModel, np.ndarray]:
-    """A pinhole camera near the room's wall, looking at its centre: (model, T_room_cam) of view ``index``."""
+                fov_deg: float = 70.0, height: float = 1.5,
+                pitch_deg: float = -20.0) -> tuple[CameraModel, np.ndarray]:
+    """Place pinhole camera ``index`` near the room's wall, looking at its centre: (model, T_room_cam)."""
     lx, ly = room.size
     h, w = int(image_size[0]), int(image_size[1])
     f = 0.5 * w / math.tan(math.radians(fov_deg) / 2)
@@ -277,4 +286,5 @@ def room_view(room: Room, index: int, num_views: int = 4, image_size: tuple[int,
     visible = inside & (np.abs(np.where(inside, depth[r, c], np.inf) - z) < depth_tolerance)
     return CameraView(name=model.frame_id, image=np.clip(rgb, 0, 255).astype(np.uint8), model=model,
                       T_cam_lidar=T_cam_room, stamp_ns=int(index),
-                      truth={'class': cls.astype(np.int64), 'instance': inst, 'depth': depth, 'visible': visible})
+                      truth={'class': cls.astype(np.int64), 'instance': inst, 'depth': depth,
+                             'visible': visible})

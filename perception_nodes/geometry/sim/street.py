@@ -11,10 +11,10 @@ with look-alikes (truck / car, bicyclist / person, traffic-sign / pole), so this
 
 The renderer colours primitives by the base classes, so every primitive keeps a base *render* class
 (truck and motorcycle render as car, bicyclist as person, traffic-sign as pole) and the fine class of
-an added object is looked up by its instance id (:attr:`StreetScene.instance_class`). :func:`make_street_frame` returns a
-:class:`~perception_nodes.frame.Frame` whose ``labels`` and camera ``truth['class']`` rasters are in
-:data:`STREET_CLASSES`. :func:`street_sequence` drives the ego along the road for consecutive frames
-(the same instances seen again, as Affinity3D's temporal queue assumes).
+an added object is looked up by its instance id (:attr:`StreetScene.instance_class`).
+:func:`make_street_frame` returns a :class:`~perception_nodes.frame.Frame` whose ``labels`` and camera
+``truth['class']`` rasters are in :data:`STREET_CLASSES`. :func:`street_sequence` drives the ego along the
+road for consecutive frames (the same instances seen again, as Affinity3D's temporal queue assumes).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ class StreetScene:
         return np.where(cls < 0, -1, np.where(added >= 0, added, cls))
 
     def translated(self, dx: float, dy: float = 0.0) -> 'StreetScene':
-        """The same street moved by (dx, dy) metres (the ego drives by (-dx, -dy))."""
+        """Move the street by (dx, dy) metres (the ego drives by (-dx, -dy)); a new StreetScene."""
         s = self.scene
         shift3 = torch.tensor([dx, dy, 0.0])
         boxes = s.boxes.clone()
@@ -110,7 +110,7 @@ def _footprints(scene: Scene) -> list[tuple[float, float, float]]:
 def make_street_scene(seed: int, n_trucks: int = 3, n_motorcycles: int = 3, n_bicyclists: int = 3,
                       n_signs: int = 4, extent: float = 40.0, clear_radius: float = 3.5,
                       **base_kwargs) -> StreetScene:
-    """The base street of ``make_scene(seed, **base_kwargs)`` plus the four added classes (deterministic)."""
+    """Build the base street of ``make_scene(seed, **base_kwargs)`` plus the four added classes (seeded)."""
     base = make_scene(seed, extent=extent, clear_radius=clear_radius, **base_kwargs)
     rng = np.random.default_rng([seed, 7919])
     placed = _footprints(base)
@@ -168,8 +168,8 @@ def make_street_scene(seed: int, n_trucks: int = 3, n_motorcycles: int = 3, n_bi
         next_id += 1
     for _ in range(n_signs):
         r = rng.uniform(0.05, 0.08)
-        pos = place(lambda: (rng.uniform(-extent, extent), float(rng.choice([-1, 1])) * rng.uniform(6.0, 7.0)),
-                    0.5)
+        pos = place(lambda: (rng.uniform(-extent, extent),
+                             float(rng.choice([-1, 1])) * rng.uniform(6.0, 7.0)), 0.5)
         if pos is None:
             continue
         top = rng.uniform(2.2, 2.8)
@@ -217,5 +217,5 @@ def street_sequence(seed: int, num_frames: int, step: float = 2.0, num_cameras: 
     """
     start = -step * (num_frames - 1) / 2            # centre the drive on the scene
     street = make_street_scene(seed).without_corridor(start - 1.0, start + step * (num_frames - 1) + 1.0)
-    return [make_street_frame(seed * 1000 + t, street.translated(-(start + t * step)), num_cameras, image_size,
-                              beam_model, **frame_kwargs) for t in range(num_frames)]
+    return [make_street_frame(seed * 1000 + t, street.translated(-(start + t * step)), num_cameras,
+                              image_size, beam_model, **frame_kwargs) for t in range(num_frames)]

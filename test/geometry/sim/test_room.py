@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from perception_nodes.geometry.projection import pixel_indices, project_points
-from perception_nodes.geometry.sim.room import (CHAIR, FLOOR, ROOM_CLASSES, TABLE, WALL, make_room, room_camera,
-                                                room_view)
+from perception_nodes.geometry.sim.room import (CHAIR, FLOOR, ROOM_CLASSES, TABLE, WALL, make_room,
+                                                room_camera, room_view)
 
 
 @pytest.fixture(scope='module')

@@ -6,8 +6,9 @@ import numpy as np
 from perception_nodes.geometry.projection import pixel_indices, project_frame
 from perception_nodes.geometry.sim import SIM_CLASSES, SMALL_BEAM_MODEL
 from perception_nodes.geometry.sim.scene import CAR, POLE
-from perception_nodes.geometry.sim.street import (BICYCLIST, MOTORCYCLE, RENDER_CLASS, STREET_CLASSES, TRAFFIC_SIGN,
-                                                  TRUCK, make_street_frame, make_street_scene, street_sequence)
+from perception_nodes.geometry.sim.street import (BICYCLIST, MOTORCYCLE, RENDER_CLASS, STREET_CLASSES,
+                                                  TRAFFIC_SIGN, TRUCK, make_street_frame, make_street_scene,
+                                                  street_sequence)
 
 
 def test_street_scene_adds_the_four_classes():

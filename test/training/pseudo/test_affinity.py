@@ -19,11 +19,12 @@ def test_known_answer_two_instances():
     s = 2.0
     w = affinity_matrix(f, s)
     e1, ec = math.exp(s), math.exp(s * c)
-    np.testing.assert_allclose(w.numpy(), [[e1 / (e1 + ec), ec / (e1 + ec)], [ec / (e1 + ec), e1 / (e1 + ec)]],
-                               rtol=1e-12)
+    p, q = e1 / (e1 + ec), ec / (e1 + ec)
+    np.testing.assert_allclose(w.numpy(), [[p, q], [q, p]], rtol=1e-12)
     t = transition_matrix(f, s, beta=2.0)
     a, b = (e1 / (e1 + ec)) ** 2, (ec / (e1 + ec)) ** 2     # W^2 row 0, renormalised (Eq. 7)
-    np.testing.assert_allclose(t.numpy(), [[a / (a + b), b / (a + b)], [b / (a + b), a / (a + b)]], rtol=1e-12)
+    np.testing.assert_allclose(t.numpy(), [[a / (a + b), b / (a + b)], [b / (a + b), a / (a + b)]],
+                               rtol=1e-12)
     y = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     y2 = propagate(f, y, s, 2.0)                             # Eq. 8: T · Y = T here
     np.testing.assert_allclose(y2.numpy(), t.numpy(), rtol=1e-6)
@@ -44,7 +45,8 @@ def test_three_instances_hand_computed():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 12), st.integers(2, 8), st.floats(0.1, 50.0), st.floats(0.5, 4.0), st.integers(0, 10_000))
+@given(st.integers(1, 12), st.integers(2, 8), st.floats(0.1, 50.0), st.floats(0.5, 4.0),
+       st.integers(0, 10_000))
 def test_rows_sum_to_one_and_refined_is_a_distribution(n, c, scale, beta, seed):
     g = torch.Generator().manual_seed(seed)
     f = torch.randn(n, c, generator=g)
@@ -95,7 +97,8 @@ def test_queue_pops_when_full_and_flushes():
     cfg = AffinityConfig(scale=10.0, queue_size=5)
     q = AffinityQueue(cfg)
     g = torch.Generator().manual_seed(3)
-    batches = [(torch.randn(n, 4, generator=g), torch.softmax(torch.randn(n, 3, generator=g), 1)) for n in (2, 2, 3, 1)]
+    batches = [(torch.randn(n, 4, generator=g), torch.softmax(torch.randn(n, 3, generator=g), 1))
+               for n in (2, 2, 3, 1)]
     assert q.push('a', *batches[0]) == [] and q.num_instances == 2
     assert q.push('b', *batches[1]) == [] and q.num_instances == 4
     out = q.push('c', *batches[2])                       # 7 >= 5: all three popped, refined jointly

@@ -58,7 +58,8 @@ def test_streaming_labeler_outputs(drive):
 def test_table3_table4_directions_on_a_fixed_seed(drive):
     frames, emb, teacher = drive
     vis = VisibilityConfig(variant='depth_buffer', block=2)
-    af = evaluate_label_variants(frames, teacher, STREET_CLASSES, emb, LabelEvalConfig(setting='af', visibility=vis))
+    af = evaluate_label_variants(frames, teacher, STREET_CLASSES, emb,
+                                 LabelEvalConfig(setting='af', visibility=vis))
     # instance crops beat the dense teacher (CI >> MC), affinity improves the crops (Table 4)
     assert af['crops']['accuracy'] > af['dense']['accuracy'] + 0.03
     assert af['crops+aff']['accuracy'] > af['crops']['accuracy'] + 0.01
@@ -69,7 +70,7 @@ def test_table3_table4_directions_on_a_fixed_seed(drive):
         assert af[v]['accuracy_occluded'] < af[v]['accuracy_visible'] - 0.1
         assert af[v + '+vis']['ignored_fraction'] > af[v]['ignored_fraction']
     assert af['dense+vis']['accuracy'] > af['dense']['accuracy']
-    gzs = evaluate_label_variants(frames, teacher, STREET_CLASSES, emb,
-                                  LabelEvalConfig(setting='gzs', visibility=vis, variants=('crops', 'crops+aff')))
+    gzs = evaluate_label_variants(frames, teacher, STREET_CLASSES, emb, LabelEvalConfig(
+        setting='gzs', visibility=vis, variants=('crops', 'crops+aff')))
     assert gzs['crops+aff']['accuracy'] >= gzs['crops']['accuracy']
     assert gzs['crops']['points'] > 200

@@ -18,8 +18,8 @@ def test_semantickitti_default_split_names_exist():
     names = [c.name for c in vocab.classes]
     split = SeenUnseenSplit(tuple(names), SEMANTICKITTI_UNSEEN)
     assert split.unseen_mask.sum() == 4 and split.seen_mask.sum() == len(names) - 4
-    assert [names[i] for i in np.flatnonzero(split.unseen_mask)] == ['motorcycle', 'truck', 'bicyclist',
-                                                                       'traffic-sign']
+    unseen = [names[i] for i in np.flatnonzero(split.unseen_mask)]
+    assert unseen == ['motorcycle', 'truck', 'bicyclist', 'traffic-sign']
     with pytest.raises(ValueError, match='not in the vocabulary'):
         SeenUnseenSplit(('car',), ('truck',))
     assert SeenUnseenSplit.annotation_free(('a', 'b')).unseen_mask.all()
@@ -55,7 +55,7 @@ def test_assembly_known_answer_both_ambiguity_choices():
     np.testing.assert_array_equal(af.labels, [IGNORE, IGNORE, 2, IGNORE, 1, 1, IGNORE, IGNORE])
     assert af.ignored_fraction == pytest.approx(5 / 8)
     dense = assemble_point_labels(seg, seg_labels, visible, dense_labels=np.array([1, 1, 1, 1, 2, 2, 2, 2]))
-    np.testing.assert_array_equal(dense.labels, [1, IGNORE, 2, IGNORE, 1, 1, 2, 2])   # instances override dense
+    np.testing.assert_array_equal(dense.labels, [1, IGNORE, 2, IGNORE, 1, 1, 2, 2])   # instances win
     with pytest.raises(ValueError, match='seen-class mask'):
         assemble_point_labels(seg, seg_labels, visible, gt)
 
@@ -94,10 +94,10 @@ class FakeEncoder:
 
 
 def test_instance_crops_boxes_and_multi_camera_mean():
-    views = [CameraView(f'cam{i}', np.zeros((100, 200, 3), np.uint8), CameraModel(f'c{i}', 200, 100, np.eye(3)),
-                        np.eye(4)) for i in range(2)]
+    views = [CameraView(f'cam{i}', np.zeros((100, 200, 3), np.uint8),
+                        CameraModel(f'c{i}', 200, 100, np.eye(3)), np.eye(4)) for i in range(2)]
     # superpoint 0: 3 points close together (box grows to 30x30) in both cameras; superpoint 1: one point
-    # in camera 0 (invalid there: < 2 points) and 2 points far apart in camera 1; superpoint 2 never in an image
+    # in camera 0 (invalid there: < 2 points) and 2 points far apart in camera 1; superpoint 2 in no image
     uv = torch.tensor([[[50.0, 50], [52, 51], [51, 55], [10, 10], [0, 0], [0, 0], [5, 5]],
                        [[100.0, 60], [101, 60], [100, 61], [20, 20], [20, 20], [150, 80], [5, 5]]])
     inside = torch.tensor([[1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 1, 1, 0]], dtype=torch.bool)
@@ -112,4 +112,5 @@ def test_instance_crops_boxes_and_multi_camera_mean():
     np.testing.assert_allclose(crops.features[0].numpy(), [0.5 ** 0.5, 0.5 ** 0.5, 0, 0], atol=1e-6)
     np.testing.assert_allclose(crops.features[1].numpy(), [0, 1, 0, 0], atol=1e-6)
     assert (crops.features[2] == 0).all()
-    assert [c[0] for c in enc.calls] == ['cam0', 'cam1'] and len(enc.calls[0][1]) == 1 and len(enc.calls[1][1]) == 2
+    assert [c[0] for c in enc.calls] == ['cam0', 'cam1']
+    assert len(enc.calls[0][1]) == 1 and len(enc.calls[1][1]) == 2

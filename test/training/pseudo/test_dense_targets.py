@@ -13,7 +13,8 @@ def random_case(seed: int = 0, n: int = 3000, m: int = 3, c: int = 32):
     g = torch.Generator().manual_seed(seed)
     sizes = [(90, 300), (90, 300), (120, 160)][:m]
     maps = [F.normalize(torch.randn(c, 6 + i, 13 + i, generator=g), dim=0) for i in range(m)]
-    uv = torch.stack([torch.rand(n, 2, generator=g) * torch.tensor([w + 4.0, h + 4.0]) - 2.5 for h, w in sizes])
+    uv = torch.stack([torch.rand(n, 2, generator=g) * torch.tensor([w + 4.0, h + 4.0]) - 2.5
+                      for h, w in sizes])
     used = torch.rand(m, n, generator=g) < 0.5
     used &= (uv[..., 0] >= -0.5) & (uv[..., 1] >= -0.5)
     return maps, uv, used, sizes

@@ -85,7 +85,7 @@ def test_fh_known_answer_chain():
     w = np.array([0.01, 0.02, 0.9, 0.01])
     np.testing.assert_array_equal(felzenszwalb_graph(5, edges, w, k=0.1), [0, 0, 0, 1, 1])
     np.testing.assert_array_equal(felzenszwalb_graph(5, edges, w, k=10.0), [0] * 5)        # huge k merges all
-    np.testing.assert_array_equal(felzenszwalb_graph(5, edges, w, k=0.1, min_size=3), [0] * 5)  # {3,4} too small
+    np.testing.assert_array_equal(felzenszwalb_graph(5, edges, w, k=0.1, min_size=3), [0] * 5)  # {3,4} small
     with pytest.raises(ValueError, match='endpoints'):
         felzenszwalb_graph(3, np.array([[0, 3]]), np.array([0.1]), 1.0)
 
@@ -109,8 +109,8 @@ def test_knn_edges_and_adjacency():
     e = knn_edges(pts, k=1)
     assert (e[:, 0] < e[:, 1]).all() and len(np.unique(e, axis=0)) == len(e)
     assert {tuple(x) for x in e} == {(0, 1), (0, 2), (3, 4)}
-    np.testing.assert_array_equal(segment_adjacency(np.array([0, 0, 1, 2, 2]), np.array([[0, 2], [1, 2], [2, 3],
-                                                                                     [3, 4]])), [[0, 1], [1, 2]])
+    adj = segment_adjacency(np.array([0, 0, 1, 2, 2]), np.array([[0, 2], [1, 2], [2, 3], [3, 4]]))
+    np.testing.assert_array_equal(adj, [[0, 1], [1, 2]])
 
 
 def two_boxes(spacing: float = 0.05) -> tuple[np.ndarray, np.ndarray]:

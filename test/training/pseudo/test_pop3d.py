@@ -11,7 +11,8 @@ from training.pseudo.pop3d import Pop3DConfig, occupancy_targets, pop3d_targets,
 
 def test_occupancy_known_answer_on_the_pop3d_grid():
     assert POP3D_GRID.shape == (100, 100, 8) and POP3D_GRID.voxel_size == (1.024, 1.024, 1.0)
-    pts = np.array([[0.1, 0.1, 0.1], [0.2, 0.3, 0.5], [-51.2, -51.2, -5.0], [60.0, 0.0, 0.0], [1.1, 0.0, 0.0]])
+    pts = np.array([[0.1, 0.1, 0.1], [0.2, 0.3, 0.5], [-51.2, -51.2, -5.0], [60.0, 0.0, 0.0],
+                    [1.1, 0.0, 0.0]])
     occ = occupancy_targets(pts)
     # voxel of (0.1, 0.1, 0.1): x, y index 50, z index 5 -> linear (50 * 100 + 50) * 8 + 5
     np.testing.assert_array_equal(occ.occupied, [0, (50 * 100 + 50) * 8 + 5, (51 * 100 + 50) * 8 + 5])

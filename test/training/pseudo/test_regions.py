@@ -21,7 +21,7 @@ def test_region_vote_known_answer():
     voted = region_vote(regions, labels, num_classes=5)
     np.testing.assert_array_equal(voted, [[3, 3, 3, 2],
                                           [3, 3, 2, 2],
-                                          [-1, -1, 4, 2]])   # region 2 has no labelled pixel; -1 keeps its own
+                                          [-1, -1, 4, 2]])   # region 2: no labelled pixel; -1: own label
     tie = region_vote(np.zeros((1, 2), int), np.array([[4, 1]]), 5)
     np.testing.assert_array_equal(tie, [[1, 1]])             # ties: smaller class index
     with pytest.raises(ValueError, match='shape'):

@@ -54,8 +54,8 @@ def test_connectivity_split_keeps_the_max_activation_component():
                                 chain_adjacency(range(20, 60))])
 
     def first(separation: str, min_fg: int = 1):
-        masks, _ = masked_ncut([feats], adjacency, NCutConfig(max_iterations=1, min_foreground_segments=min_fg,
-                                                              separation=separation))
+        cfg = NCutConfig(max_iterations=1, min_foreground_segments=min_fg, separation=separation)
+        masks, _ = masked_ncut([feats], adjacency, cfg)
         return masks[0] if masks else None
 
     np.testing.assert_array_equal(first('max'), np.arange(12, 20))       # the part holding max(v)
@@ -82,13 +82,28 @@ def test_thresholds_and_modalities():
                                [[2, 3], [5, 6], [0, 0]])                  # zero rows do not vote
 
 
+def test_geometric_descriptors_known_values_and_standardised():
+    # two segments: a floor patch (z = 0, normal up) and a wall patch (x = 0, normal along x, 0..2 m)
+    g = np.linspace(0, 1, 11)
+    u, v = np.meshgrid(g, g)
+    floor = np.column_stack([u.ravel(), v.ravel(), np.zeros(u.size)])
+    wall = np.column_stack([np.zeros(u.size), u.ravel(), 2 * v.ravel()])
+    pts = np.concatenate([floor, wall])
+    normals = np.concatenate([np.tile([0, 0, 1.0], (u.size, 1)), np.tile([-1.0, 0, 0], (u.size, 1))])
+    seg = np.repeat([0, 1], u.size)
+    d = geometric_descriptors(pts, normals, seg, 2)
+    # z-scored over two segments: every varying column is +-1, the floor's |n_z| high, its heights low
+    np.testing.assert_allclose(d[0], [-1, 0, 1, -1, 0, -1, 0], atol=1e-9)
+    np.testing.assert_allclose(cosine_affinity(d)[0, 1], -1, atol=1e-9)
+
+
 def test_geometric_descriptors_are_standardised():
     rng = np.random.default_rng(2)
     pts = rng.uniform(0, 3, (500, 3))
     normals = rng.normal(size=(500, 3))
     seg = rng.integers(0, 20, 500)
     d = geometric_descriptors(pts, normals, seg, 20)
-    assert d.shape == (20, 13)
+    assert d.shape == (20, 7)
     np.testing.assert_allclose(d.mean(0), 0, atol=1e-9)
     np.testing.assert_allclose(d.std(0)[d.std(0) > 0], 1, atol=1e-9)
 
