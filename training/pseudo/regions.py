@@ -184,3 +184,39 @@ def upsample_labels(cell_labels: np.ndarray, image_size: tuple[int, int]) -> np.
     rows = np.minimum(np.floor((np.arange(hh) + 0.5) * h / hh).astype(np.int64), h - 1)
     cols = np.minimum(np.floor((np.arange(ww) + 0.5) * w / ww).astype(np.int64), w - 1)
     return lab[np.ix_(rows, cols)]
+
+
+@dataclass
+class RegionTargets:
+    """CNS targets of one frame: region-voted labels at the points and the points' regions."""
+
+    point_labels: np.ndarray      # (N,) int64 region-voted CLIP label (first visible camera), -1 none
+    raw_point_labels: np.ndarray  # (N,) int64 the same before voting (per-pixel CLIP labels), -1 none
+    regions: PointRegions         # per visible (point, camera) pair, ids unique across cameras
+    region_maps: list[np.ndarray]  # per camera (H, W) region ids
+
+
+def frame_region_targets(images: Sequence[np.ndarray], feature_maps: Sequence[torch.Tensor],
+                         text_embeddings: torch.Tensor, uv: torch.Tensor, visible: torch.Tensor,
+                         config: RegionConfig | None = None) -> RegionTargets:
+    """Regions, max-voted CLIP labels and per-point regions of one frame (see the module docstring).
+
+    Per camera: the per-pixel CLIP label is the argmax cosine of the (C, h, w) teacher map against the
+    text embeddings (cells with a zero feature are unlabelled), upsampled to the image (nearest), then
+    max-voted in each region of the image; the points take the labels at their pixels.
+    """
+    emb = torch.nn.functional.normalize(text_embeddings.float(), dim=1)
+    maps, raw, voted = [], [], []
+    for image, fmap in zip(images, feature_maps):
+        f = torch.as_tensor(fmap).float()
+        c, h, w = f.shape
+        flat = f.reshape(c, -1).T
+        cell = (flat @ emb.T.to(flat)).argmax(dim=1).numpy()
+        cell[flat.norm(dim=1).numpy() == 0] = -1
+        pixel = upsample_labels(cell.reshape(h, w), np.asarray(image).shape[:2])
+        regions = image_regions(np.asarray(image), config)
+        maps.append(regions)
+        raw.append(pixel)
+        voted.append(region_vote(regions, pixel, emb.shape[0]))
+    return RegionTargets(region_point_labels(voted, uv, visible), region_point_labels(raw, uv, visible),
+                         point_regions(maps, uv, visible), maps)
