@@ -114,3 +114,20 @@ def test_instance_crops_boxes_and_multi_camera_mean():
     assert (crops.features[2] == 0).all()
     assert [c[0] for c in enc.calls] == ['cam0', 'cam1']
     assert len(enc.calls[0][1]) == 1 and len(enc.calls[1][1]) == 2
+
+
+def test_clip_crop_encoder_matches_encode_crops_with_a_tiny_random_clip():
+    from perception_nodes.teacher.clip_models import ClipSpec, load_clip
+    from perception_nodes.teacher.instances import encode_crops
+    from training.pseudo.instance_labels import ClipCropEncoder, CropEncoder
+    torch.set_num_threads(1)
+    clip = load_clip(ClipSpec('ovp-tiny', 'none', seed=7))
+    enc = ClipCropEncoder(clip)
+    assert isinstance(enc, CropEncoder) and enc.embed_dim == clip.embed_dim
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (60, 90, 3), dtype=np.uint8)
+    view = CameraView('cam0', image, CameraModel('c', 90, 60, np.eye(3)), np.eye(4))
+    boxes = np.array([[0, 0, 30, 30], [40.5, 10.5, 89.5, 59.5]])
+    got = enc.encode_crops(view, boxes)
+    torch.testing.assert_close(got, encode_crops(clip, image, boxes).float().cpu())
+    np.testing.assert_allclose(got.norm(dim=1).numpy(), 1.0, atol=1e-5)
