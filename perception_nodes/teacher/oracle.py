@@ -9,6 +9,11 @@ optionally corrupted by a noise model, so that fusion accuracy can be measured a
 Pixels whose class is not in the vocabulary (``class_map`` gives no index, or the id is out of range)
 carry the zero vector — no evidence: its cosine with every class is 0 — unless a ``background``
 embedding is given.
+
+:class:`ClipLikeTeacher` (below) makes CLIP's kinds of mistakes instead, for measuring pseudo-label
+methods: confusions between look-alike classes (:func:`confusion_matrix`), a dense map noisier than the
+per-crop classifier (:meth:`ClipLikeTeacher.crop_features`), crops showing whatever fills their box, and
+occlusion parallax; :func:`clip_like_text_embeddings` gives text embeddings with CLIP-like structure.
 """
 from __future__ import annotations
 

@@ -14,4 +14,5 @@ One module per job (the store / ``ovp pseudo-label`` command builds on these):
 - :mod:`~training.pseudo.unscene3d`: UnScene3D masked NCut pseudo masks.
 - :mod:`~training.pseudo.pop3d`: POP-3D occupancy / feature-point targets and ray-cast labels.
 - :mod:`~training.pseudo.quality`: measuring pseudo labels and masks against the synthetic truth.
+- :mod:`~training.pseudo.synthetic_eval`: Affinity3D's label variants on the synthetic street.
 """
