@@ -22,6 +22,18 @@ for the ROS nodes (message_filters synchronizes live topics) alike. The rules, d
 - **Ego motion** (``inputs.fixed_frame``, e.g. ``odom``): ``T_cam_lidar = T(cam <- fixed at the image
   stamp) · T(fixed <- lidar at the cloud stamp)``, tf2's lookup through a fixed frame; without it, one
   lookup at the cloud stamp (right for rigidly mounted sensors triggered together).
+- **Depth clouds** (``inputs.depth_topic``, offline): the cloud may be a rectified depth image
+  (sensor_msgs/Image 16UC1 in mm or 32FC1 in m, or a compressedDepth CompressedImage) with its CameraInfo
+  (``SyncedSet.cloud_info``); its valid pixels become the points in the depth camera's optical frame
+  (``io.depth.depth_to_points``, the depth_image_proc convention), pixels beyond ``depth_max_range``
+  (when > 0) dropped; the frame id is the CameraInfo's, else the image's. No CameraInfo, or one that does
+  not fit the image, is a bad cloud. Depth clouds have no intensity.
+- **Ground truth for synthetic data sets only**: per camera, optional (H, W) mono16 rasters (topics
+  ``<image namespace>/truth/class`` and ``.../truth/instance``, :func:`truth_topics`, stamped like their
+  image; 65535 = none) become ``CameraView.truth['class' | 'instance']`` int64 arrays with -1 for none.
+  They exist so that synthetic teachers (``teacher.oracle``) and evaluations can run on bags of the
+  synthetic world; a raster that does not decode or has another size than the image is left out
+  (``camera/bad_truth``), the camera is kept.
 """
 from __future__ import annotations
 
@@ -39,10 +51,14 @@ from perception_nodes.io.pointcloud2 import read_points
 from perception_nodes.stats import Stats
 
 __all__ = ['INTENSITY_FIELDS', 'CameraInput', 'SyncedSet', 'StampShift', 'FrameAssembler', 'camera_inputs',
-           'camera_info_topic', 'camera_name', 'normalize_frame_id', 'valid_stamp_ns', 'Lookup']
+           'camera_info_topic', 'camera_name', 'normalize_frame_id', 'valid_stamp_ns', 'Lookup',
+           'TRUTH_KINDS', 'TRUTH_NONE', 'BAD_TRUTH', 'truth_topics', 'decode_truth']
 
 INTENSITY_FIELDS = ('intensity', 'i', 'reflectivity')
 _NS = 1_000_000_000
+TRUTH_KINDS = ('class', 'instance')     # synthetic ground-truth rasters per camera (module docstring)
+TRUTH_NONE = 65535                      # mono16 value of "no class / instance" (-1)
+BAD_TRUTH = 'camera/bad_truth'
 
 # (target_frame, source_frame, stamp_ns) -> (4, 4) matrix taking source-frame points into the target frame.
 Lookup = Callable[[str, str, int], np.ndarray]
@@ -74,6 +90,8 @@ class SyncedSet:
     cloud: Any
     images: Sequence[Any | None] = ()
     infos: Mapping[str, Any] = field(default_factory=dict)   # camera name -> latest CameraInfo
+    truth: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # camera -> {kind: mono16 Image}
+    cloud_info: Any = None                                   # CameraInfo of a depth-image cloud
 
 
 class StampShift:
@@ -128,6 +146,29 @@ def camera_info_topic(image_topic: str) -> str:
     return f'{parent}/camera_info'
 
 
+def truth_topics(image_topic: str) -> dict[str, str]:
+    """Return the synthetic ground-truth raster topics of a camera: ``<namespace>/truth/<kind>``.
+
+    ``/camera_0/image_raw`` -> ``{'class': '/camera_0/truth/class', 'instance': '/camera_0/truth/instance'}``
+    (the namespace is the one of :func:`camera_info_topic`).
+    """
+    parent = camera_info_topic(image_topic).rsplit('/', 1)[0]
+    return {kind: f'{parent}/truth/{kind}' for kind in TRUTH_KINDS}
+
+
+def decode_truth(msg: Any, shape: tuple[int, int]) -> np.ndarray:
+    """(H, W) int64 ids of a mono16 truth raster (:data:`TRUTH_NONE` -> -1); ValueError if not (H, W)."""
+    from perception_nodes.io.image import image_to_array
+    if str(getattr(msg, 'encoding', '')) not in ('mono16', '16UC1'):
+        raise ValueError(f'truth raster encoding {getattr(msg, "encoding", None)!r}: expected mono16')
+    raw = image_to_array(msg)
+    if raw.shape != tuple(shape):
+        raise ValueError(f'truth raster is {raw.shape[1]}x{raw.shape[0]}, the image {shape[1]}x{shape[0]}')
+    out = raw.astype(np.int64)
+    out[raw == TRUTH_NONE] = -1
+    return out
+
+
 def camera_name(image_topic: str) -> str:
     """Return a topic token naming a camera: its image topic's namespace joined with ``_``.
 
@@ -177,6 +218,21 @@ def to_rgb8(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def _depth_cloud(msg: Any, info: Any, max_range: float) -> tuple[np.ndarray, str]:
+    """(points (N, 3) float32 in the depth camera's optical frame, that frame's id) of a depth image."""
+    from perception_nodes.io.depth import depth_to_points
+    if info is None:
+        raise ValueError('depth image without a CameraInfo (needs <image namespace>/camera_info)')
+    model = camera_model_from_msg(info)
+    points, _ = depth_to_points(decode_image(msg), model, max_depth=max_range if max_range > 0 else None)
+    frame = normalize_frame_id(model.frame_id or msg.header.frame_id)
+    return points, frame
+
+
+def _is_image(msg: Any) -> bool:
+    return hasattr(msg, 'encoding') or hasattr(msg, 'format')
+
+
 def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None,
                                      int]:
     """(xyz float32 (N, 3) finite, intensity, labels, instances, number of dropped non-finite points)."""
@@ -206,12 +262,13 @@ class FrameAssembler:
     """Builds Frames from synchronized sets under the module's rules; counts every drop in ``stats``."""
 
     def __init__(self, cameras: Sequence[CameraInput], lookup: Lookup, stats: Stats | None = None,
-                 lidar_frame: str = '', fixed_frame: str = '') -> None:
+                 lidar_frame: str = '', fixed_frame: str = '', depth_max_range: float = 0.0) -> None:
         self.cameras = list(cameras)
         self.lookup = lookup
         self.stats = stats if stats is not None else Stats()
         self.lidar_frame = normalize_frame_id(lidar_frame) if lidar_frame else ''
         self.fixed_frame = normalize_frame_id(fixed_frame) if fixed_frame else ''
+        self.depth_max_range = float(depth_max_range)
 
     def transform(self, camera_frame: str, image_stamp: int, lidar_frame: str,
                   cloud_stamp: int) -> np.ndarray:
@@ -231,10 +288,16 @@ class FrameAssembler:
         cloud = unwrap(synced.cloud)
         try:
             stamp = stamp_ns(cloud.header.stamp)
-            lidar_frame = self.lidar_frame or normalize_frame_id(cloud.header.frame_id)
+            if _is_image(cloud):
+                points, depth_frame = _depth_cloud(cloud, synced.cloud_info, self.depth_max_range)
+                intensity = labels = instances = None
+                dropped = 0
+                lidar_frame = self.lidar_frame or depth_frame
+            else:
+                lidar_frame = self.lidar_frame or normalize_frame_id(cloud.header.frame_id)
+                points, intensity, labels, instances, dropped = _cloud_arrays(cloud)
             if not lidar_frame:
                 raise ValueError('cloud header has an empty frame_id')
-            points, intensity, labels, instances, dropped = _cloud_arrays(cloud)
         except Exception as exc:  # noqa: BLE001  (malformed messages fail in many ways: all are "bad cloud")
             self.stats.count(reasons.BAD_CLOUD, problem=f'{type(exc).__name__}: {exc}', where=where)
             return None
@@ -248,9 +311,22 @@ class FrameAssembler:
             if view is None:
                 missing.append(cam.name)
             else:
+                self._truth(view, synced.truth.get(cam.name) or {}, where)
                 views.append(view)
         return Frame(stamp_ns=stamp, frame_id=lidar_frame, points=points, intensity=intensity, cameras=views,
                      labels=labels, instances=instances, index=index, missing_cameras=missing)
+
+    def _truth(self, view: CameraView, rasters: Mapping[str, Any], where: str) -> None:
+        """Attach the synthetic ground-truth rasters of a camera (module docstring); bad ones are left out."""
+        for kind in TRUTH_KINDS:
+            msg = rasters.get(kind)
+            if msg is None:
+                continue
+            try:
+                view.truth[kind] = decode_truth(unwrap(msg), view.image.shape[:2])
+            except Exception as exc:  # noqa: BLE001  (a bad raster costs only itself)
+                self.stats.count(BAD_TRUTH, problem=f'{view.name} {kind}: {type(exc).__name__}: {exc}',
+                                 where=where)
 
     def _drop(self, reason: str, cam: CameraInput, problem: str, where: str) -> None:
         self.stats.count(reason, problem=f'{cam.name}: {problem}', where=where)

@@ -170,3 +170,49 @@ def test_names_and_frame_ids():
     assert normalize_frame_id('/map') == 'map'
     with pytest.raises(ValueError, match='invalid stamp'):
         stamp_ns(MSGS.new('builtin_interfaces/msg/Time', sec=-1, nanosec=0))
+
+
+def truth_msg(values, encoding='mono16', stamp=T0):
+    return rgb_to_image_msg(np.asarray(values), header('front_optical', stamp, MSGS), MSGS, encoding=encoding)
+
+
+def test_truth_rasters_become_camera_truth_and_bad_ones_are_left_out():
+    from perception_nodes.assembly import BAD_TRUTH, decode_truth, truth_topics
+    assert truth_topics('/cam/image_raw/compressed') == {'class': '/cam/truth/class',
+                                                         'instance': '/cam/truth/instance'}
+    cls = np.arange(24, dtype=np.uint16).reshape(4, 6)
+    cls[0, 0] = 65535                                                  # none -> -1
+    pts = np.zeros((2, 3), np.float32)
+    good = SyncedSet(cloud(pts, xyz_fields()), [image()], {'front': info()},
+                     truth={'front': {'class': truth_msg(cls), 'instance': truth_msg(np.full((4, 6), 7))}})
+    frame, stats = assemble(good)
+    truth = frame.cameras[0].truth
+    assert truth['class'].dtype == np.int64 and truth['class'][0, 0] == -1 and truth['class'][3, 5] == 23
+    assert (truth['instance'] == 7).all() and not stats.counts().get(BAD_TRUTH)
+    bad = SyncedSet(cloud(pts, xyz_fields()), [image()], {'front': info()},
+                    truth={'front': {'class': truth_msg(np.zeros((3, 6), np.uint16)),         # wrong size
+                                     'instance': truth_msg(np.zeros((4, 6), np.uint8), 'mono8')}})
+    frame, stats = assemble(bad)
+    assert frame.cameras and frame.cameras[0].truth == {}                 # the camera stays
+    assert stats.counts()[BAD_TRUTH] == 2
+    with pytest.raises(ValueError, match='mono16'):
+        decode_truth(truth_msg(np.zeros((4, 6), np.uint8), 'mono8'), (4, 6))
+
+
+def test_a_depth_image_cloud_becomes_points_in_the_depth_camera_frame():
+    from perception_nodes.io.depth import depth_to_points
+    depth_model = CameraModel('depth_optical', 6, 4, K=[[5, 0, 3], [0, 5, 2], [0, 0, 1]])
+    z = np.full((4, 6), 2.0, np.float32)
+    z[0, :3] = np.nan                                                  # no measurement
+    z[3, 5] = 9.0                                                      # beyond depth_max_range
+    depth = rgb_to_image_msg(z, header('depth_optical', T0, MSGS), MSGS, encoding='32FC1')
+    synced = SyncedSet(depth, [], {}, cloud_info=camera_info_msg(depth_model, T0, MSGS))
+    stats = Stats()
+    frame = FrameAssembler([], lookup, stats, depth_max_range=5.0).assemble(synced, 1)
+    expected, _ = depth_to_points(z, depth_model, max_depth=5.0)
+    assert frame.frame_id == 'depth_optical' and frame.stamp_ns == T0 and frame.intensity is None
+    assert frame.num_points == 24 - 3 - 1 and np.array_equal(frame.points, expected)
+    assert np.allclose(frame.points[:, 2], 2.0)
+    frame = FrameAssembler([], lookup, stats).assemble(SyncedSet(depth, [], {}), 2)   # no CameraInfo
+    assert frame is None and stats.counts()['bad_cloud'] == 1
+    assert 'CameraInfo' in stats.summary()['skipped'][0]['why']

@@ -57,6 +57,13 @@ class InputsConfig:
                            'own image stamp and the LiDAR at the cloud stamp, compensating ego motion '
                            'between the two (tf2 lookups through a fixed frame). Empty: one lookup at the '
                            'cloud stamp')
+    depth_topic: str = key('', 'A rectified depth image topic (sensor_msgs/Image 16UC1 in mm or 32FC1 in m) '
+                           'to use instead of a PointCloud2: each depth image with its CameraInfo (<image '
+                           'namespace>/camera_info) becomes the frame\'s cloud in the depth camera\'s '
+                           'optical frame (depth_image_proc convention) and is the time reference. Empty: a '
+                           'PointCloud2 is the cloud', scope='offline')
+    depth_max_range: float = key(0.0, 'Depth image pixels farther than this are dropped (0: keep every valid '
+                                 'pixel)', unit='m', min=0.0, max=1000.0, scope='offline')
 
     def __post_init__(self) -> None:
         n = len(self.camera_topics)
@@ -64,7 +71,12 @@ class InputsConfig:
             values = getattr(self, name)
             if values and len(values) != n:
                 raise ValueError(f'inputs.{name} has {len(values)} entries for {n} camera_topics')
-        topics = [self.lidar_topic, *self.camera_topics, *self.camera_info_topics]
+        if self.depth_topic and self.lidar_topic:
+            raise ValueError(f'inputs.depth_topic ({self.depth_topic}) and inputs.lidar_topic '
+                             f'({self.lidar_topic}) are both set: the cloud comes from one of them')
+        if self.depth_topic and self.depth_topic in self.camera_topics:
+            raise ValueError(f'inputs.depth_topic {self.depth_topic} is also listed as a camera')
+        topics = [self.lidar_topic, self.depth_topic, *self.camera_topics, *self.camera_info_topics]
         for topic in topics:
             if topic and not _valid_topic(topic):
                 raise ValueError(f'{topic!r} is not a valid ROS topic name (letters, digits, _ and /; no '

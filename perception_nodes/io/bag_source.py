@@ -11,6 +11,12 @@ log-time order through a synchronizer that plays the role message_filters plays 
   time passed, or the bag ended), so only short windows of messages are held; the result is deterministic;
 - /tf and /tf_static fill a :class:`~perception_nodes.io.tf_buffer.TransformBuffer` that answers the
   assembler's LiDAR-to-camera lookups at the cloud stamp (``TF_TOLERANCE_NS`` past the newest sample).
+- With ``inputs.depth_topic`` (an RGB-D bag) the depth images are the time reference instead of a
+  PointCloud2: each travels with the CameraInfo nearest its stamp on ``<namespace>/camera_info``, and the
+  assembler turns them into clouds (``io.depth``). The depth camera is never one of the RGB cameras.
+- A camera's synthetic ground-truth rasters (``<namespace>/truth/class`` and ``.../truth/instance``,
+  :func:`~perception_nodes.assembly.truth_topics`), when the bag has them, travel with the image of the
+  same stamp (ground truth for synthetic data sets only).
 
 The synchronized sets go through the one :class:`~perception_nodes.assembly.FrameAssembler`, exactly as in a
 node. Messages that do not deserialize are counted (``malformed/<topic>``) and skipped.
@@ -26,7 +32,7 @@ from typing import Any
 
 from perception_nodes import stats as reasons
 from perception_nodes.assembly import (CameraInput, FrameAssembler, SyncedSet, camera_info_topic,
-                                       camera_inputs, valid_stamp_ns)
+                                       camera_inputs, truth_topics, valid_stamp_ns)
 from perception_nodes.config import InputsConfig
 from perception_nodes.frame import Frame
 from perception_nodes.io.bags import BagError, bag_topics, open_bag, read_messages
@@ -75,7 +81,9 @@ class BagSource:
         self.reader = self._ctx.__enter__()
         try:
             self.topics = bag_topics(self.reader)
+            self.depth_info_topic = ''
             self.lidar_topic, self.cameras = self._resolve()
+            self.truth = self._truth_topics()
         except BaseException:
             self.close()
             raise
@@ -89,6 +97,8 @@ class BagSource:
     def _resolve(self) -> tuple[str, list[CameraInput]]:
         cfg, topics = self.inputs, self.topics
         lidar = cfg.lidar_topic
+        if cfg.depth_topic:
+            return self._resolve_depth()
         if not lidar:
             clouds = sorted(t for t, k in topics.items() if k == POINTCLOUD2)
             if len(clouds) != 1:
@@ -115,11 +125,45 @@ class BagSource:
                                  'CameraInfo')
         return lidar, cameras
 
-    def _default_cameras(self) -> list[str]:
+    def _resolve_depth(self) -> tuple[str, list[CameraInput]]:
+        """The depth image topic as the reference, its CameraInfo, and the RGB cameras (never itself)."""
+        cfg, topics = self.inputs, self.topics
+        depth, info = cfg.depth_topic, camera_info_topic(cfg.depth_topic)
+        missing = [t for t in (depth, info) if t not in topics]
+        if missing:
+            raise ValueError(f'{self.path}: depth topic(s) {missing} not in the bag (inputs.depth_topic '
+                             f'needs the depth images and their <namespace>/camera_info); it has: '
+                             f'{self.describe()}')
+        if topics[depth] not in IMAGE_TYPES or topics[info] != CAMERA_INFO:
+            raise ValueError(f'{self.path}: {depth} ({topics[depth]}) / {info} ({topics[info]}) are not a '
+                             'depth Image and a CameraInfo')
+        self.depth_info_topic = info
+        image_topics = list(cfg.camera_topics) or self._default_cameras(exclude_info=info)
+        cameras = camera_inputs(image_topics, cfg.camera_info_topics, cfg.camera_names,
+                                cfg.camera_time_offsets)
+        for cam in cameras:
+            for t, kind in ((cam.image_topic, IMAGE_TYPES), (cam.info_topic, (CAMERA_INFO,))):
+                if topics.get(t) not in kind:
+                    raise ValueError(f'{self.path}: camera topic {t} is {topics.get(t, "missing")}; the bag '
+                                     f'has: {self.describe()}')
+        return depth, cameras
+
+    def _truth_topics(self) -> dict[str, tuple[str, str]]:
+        """Synthetic ground-truth raster topics present in the bag: topic -> (camera name, kind)."""
+        out = {}
+        for cam in self.cameras:
+            for kind, topic in truth_topics(cam.image_topic).items():
+                if self.topics.get(topic) == 'sensor_msgs/msg/Image':
+                    out[topic] = (cam.name, kind)
+        return out
+
+    def _default_cameras(self, exclude_info: str = '') -> list[str]:
         topics = self.topics
         groups: dict[str, list[str]] = {}
         for t in sorted(t for t, k in topics.items() if k in IMAGE_TYPES):
             info = camera_info_topic(t)
+            if info == exclude_info:
+                continue
             if topics.get(info) == CAMERA_INFO:
                 groups.setdefault(info, []).append(t)
         cameras = []
@@ -144,10 +188,13 @@ class BagSource:
 
         Raises BagError after the readable part when the bag is truncated or corrupted.
         """
-        sync = _Synchronizer(self.lidar_topic, self.cameras, int(self.inputs.sync_slop * 1e9))
+        sync = _Synchronizer(self.lidar_topic, self.cameras, int(self.inputs.sync_slop * 1e9),
+                             self.depth_info_topic, self.truth)
         tf_topics = {t for t in (TF_TOPIC, TF_STATIC) if t in self.topics}
         wanted = [self.lidar_topic, *[c.image_topic for c in self.cameras],
-                  *[c.info_topic for c in self.cameras], *tf_topics, *raw_topics]
+                  *[c.info_topic for c in self.cameras], *tf_topics, *raw_topics, *self.truth]
+        if self.depth_info_topic:
+            wanted.append(self.depth_info_topic)
         wanted = [t for t in dict.fromkeys(wanted) if t in self.topics]
         decode = set(wanted) - (set(raw_topics) - tf_topics - {self.lidar_topic})
         for item in read_messages(self.reader, wanted, deserialize=False, path=self.path):
@@ -186,7 +233,7 @@ class BagSource:
     def assembler(self) -> FrameAssembler:
         """Return the frame assembler for this bag (its cameras, its tf, the shared stats)."""
         return FrameAssembler(self.cameras, self.lookup, self.stats, self.inputs.lidar_frame,
-                              self.inputs.fixed_frame)
+                              self.inputs.fixed_frame, self.inputs.depth_max_range)
 
     def close(self) -> None:
         ctx, self._ctx = getattr(self, '_ctx', None), None
@@ -203,14 +250,21 @@ class BagSource:
 class _Synchronizer:
     """LiDAR-referenced nearest-image matching over bounded windows (see the module docstring)."""
 
-    def __init__(self, lidar_topic: str, cameras: list[CameraInput], slop_ns: int) -> None:
+    def __init__(self, lidar_topic: str, cameras: list[CameraInput], slop_ns: int, cloud_info_topic: str = '',
+                 truth: dict[str, tuple[str, str]] | None = None) -> None:
         self.lidar_topic = lidar_topic
         self.cameras = cameras
         self.slop = slop_ns
         self.image_of = {c.image_topic: c for c in cameras}
         self.info_of = {c.info_topic: c for c in cameras}
+        self.cloud_info_topic = cloud_info_topic
+        self.truth_of = dict(truth or {})        # truth topic -> (camera name, kind)
+        self.offset_of = {c.name: c.time_offset_ns for c in cameras}
         self.images: dict[str, deque[tuple[int, Any]]] = {c.name: deque() for c in cameras}
         self.infos: dict[str, deque[tuple[int, Any]]] = {c.name: deque() for c in cameras}
+        self.cloud_infos: deque[tuple[int, Any]] = deque()
+        self.truths: dict[tuple[str, str], deque[tuple[int, Any]]] = {
+            v: deque() for v in self.truth_of.values()}
         self.newest: dict[str, int] = {}
         self.pending: deque[_Pending] = deque()
         self.clouds = 0
@@ -230,6 +284,13 @@ class _Synchronizer:
                     window = self.images[cam.name]
                     window.append((shifted, msg))
                     self.newest[cam.name] = max(shifted, self.newest.get(cam.name, shifted))
+                elif topic == self.cloud_info_topic:
+                    window = self.cloud_infos
+                    window.append((stamp, msg))
+                elif topic in self.truth_of:
+                    name, kind = self.truth_of[topic]
+                    window = self.truths[(name, kind)]
+                    window.append((stamp - self.offset_of[name], msg))
                 else:
                     window = self.infos[self.info_of[topic].name]
                     window.append((stamp, msg))
@@ -257,6 +318,7 @@ class _Synchronizer:
     def match(self, item: _Pending) -> SyncedSet:
         images: list[Any | None] = []
         infos: dict[str, Any] = {}
+        truth: dict[str, dict[str, Any]] = {}
         for cam in self.cameras:
             image = None if item.stamp is None else _nearest(self.images[cam.name], item.stamp, self.slop)
             images.append(image)
@@ -265,7 +327,15 @@ class _Synchronizer:
                 info = _nearest(self.infos[cam.name], image_stamp, None)
                 if info is not None:
                     infos[cam.name] = info
-        return SyncedSet(item.msg, images, infos)
+                for (name, kind), window in self.truths.items():
+                    same = image_stamp - cam.time_offset_ns
+                    raster = _nearest(window, same, 0) if name == cam.name else None
+                    if raster is not None:
+                        truth.setdefault(name, {})[kind] = raster
+        cloud_info = None
+        if self.cloud_info_topic and item.stamp is not None:
+            cloud_info = _nearest(self.cloud_infos, item.stamp, None)
+        return SyncedSet(item.msg, images, infos, truth, cloud_info)
 
     def evict(self) -> None:
         stamps = [p.stamp for p in self.pending if p.stamp is not None]
@@ -273,10 +343,10 @@ class _Synchronizer:
         if oldest is None:
             return
         limit = oldest - self.slop
-        for window in self.images.values():
+        for window in [*self.images.values(), *self.truths.values()]:
             while window and window[0][0] < limit:
                 window.popleft()
-        for window in self.infos.values():   # keep the newest info even when old (latched CameraInfo)
+        for window in [*self.infos.values(), self.cloud_infos]:   # keep the newest info (latched CameraInfo)
             while len(window) > 1 and window[0][0] < limit and window[1][0] <= oldest:
                 window.popleft()
 

@@ -1,24 +1,31 @@
-"""Sample input bags for the main job (``ovp demo``) and the replay tests.
+"""Sample input bags for the main job (``ovp demo``), the replay tests and pseudo-labelling.
 
 - :func:`write_sim_bag`: synthetic-world frames (perception_nodes.geometry.sim) as a ROS 2 bag:
-  ``/velodyne_points`` (PointCloud2 x, y, z, intensity in frame ``velodyne``), per camera
-  ``/camera_<i>/image_raw`` (rgb8 Image) + ``/camera_<i>/camera_info``, and ``/tf_static``
-  (``velodyne`` -> ``camera_<i>``), 10 Hz from ``start_ns``.
+  ``/velodyne_points`` (PointCloud2 x, y, z, intensity in frame ``velodyne``; with ``truth`` also the
+  ground-truth ``label`` and ``instance`` fields, int32), per camera ``/camera_<i>/image_raw`` (rgb8 Image)
+  + ``/camera_<i>/camera_info`` (+ with ``truth`` the mono16 rasters ``/camera_<i>/truth/class`` and
+  ``/camera_<i>/truth/instance``, same stamps, 65535 = none: ground truth for synthetic data sets only, see
+  ``perception_nodes.assembly``), ``/tf_static`` (``velodyne`` -> ``camera_<i>``) and, with ``poses``,
+  ``/tf`` (``fixed_frame`` -> ``velodyne`` per frame), 10 Hz from ``start_ns``.
+- :func:`write_rgbd_room_bag`: posed RGB-D views of a synthetic room (``geometry.sim.room``): 32FC1 depth
+  on ``/camera/depth/image_rect`` + its CameraInfo, the registered RGB camera (with truth rasters) and
+  ``/tf`` ``map`` -> ``camera`` per view (an indoor RGB-D bag for ``inputs.depth_topic``).
 - :func:`write_kitti_sample_bag`: the first frames of the KITTI raw sample (``kitti_to_bag``).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
+from perception_nodes.assembly import TRUTH_KINDS, TRUTH_NONE
 from perception_nodes.frame import Frame
 from perception_nodes.io.bags import BagWriter
 from perception_nodes.io.camera_info import camera_info_msg
 from perception_nodes.io.image import rgb_to_image_msg
-from perception_nodes.io.pointcloud2 import FLOAT32, create_cloud, xyz_fields
+from perception_nodes.io.pointcloud2 import FLOAT32, INT32, create_cloud, xyz_fields
 from perception_nodes.io.stamps import header
 from perception_nodes.io.tf_buffer import tf_message, transform_stamped_msg
 
@@ -36,15 +43,35 @@ def sim_frames(num_frames: int, num_cameras: int = 1, image_size: str | tuple[in
             for i in range(num_frames)]
 
 
+def truth_raster(ids: np.ndarray) -> np.ndarray:
+    """(H, W) uint16 mono16 raster of integer ids: -1 (none) -> 65535; ids above 65534 are refused."""
+    a = np.asarray(ids).astype(np.int64)
+    if a.size and a.max() >= TRUTH_NONE:
+        raise ValueError(f'truth ids must be below {TRUTH_NONE}, got {a.max()}')
+    return np.where(a < 0, TRUTH_NONE, a).astype(np.uint16)
+
+
+def _write_truth(bag: BagWriter, ns: str, view: Any, hdr: Any, stamp: int) -> None:
+    for kind in TRUTH_KINDS:
+        if kind in view.truth:
+            raster = rgb_to_image_msg(truth_raster(view.truth[kind]), hdr, bag.msgs, encoding='mono16')
+            bag.write(f'{ns}/truth/{kind}', 'sensor_msgs/msg/Image', raster, stamp)
+
+
 def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str = 'mcap',
-                  start_ns: int = START_NS, overwrite: bool = False) -> dict[str, int]:
+                  start_ns: int = START_NS, overwrite: bool = False, truth: bool = True,
+                  poses: Sequence[np.ndarray] | None = None, fixed_frame: str = 'odom') -> dict[str, int]:
     """Write synthetic frames as a bag (see the module docstring); returns message counts per topic.
 
-    The frames are restamped ``start_ns + i * 100 ms``; their ground-truth rasters are not written.
+    The frames are restamped ``start_ns + i * 100 ms``. ``truth``: also write the ground truth (cloud fields
+    and camera rasters). ``poses``: one (4, 4) ``T_fixed_lidar`` per frame, written to /tf.
     """
     if not frames:
         raise ValueError('write_sim_bag needs at least one frame')
-    fields = xyz_fields([('intensity', FLOAT32)])
+    if poses is not None and len(poses) != len(frames):
+        raise ValueError(f'{len(poses)} poses for {len(frames)} frames')
+    plain = xyz_fields([('intensity', FLOAT32)])
+    labelled = xyz_fields([('intensity', FLOAT32), ('label', INT32), ('instance', INT32)])
     with BagWriter(Path(out), storage=storage, overwrite=overwrite) as bag:
         msgs = bag.msgs
         first = frames[0]
@@ -53,6 +80,9 @@ def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str 
         bag.write('/tf_static', 'tf2_msgs/msg/TFMessage', tf_message(transforms, msgs), start_ns)
         for i, frame in enumerate(frames):
             stamp = start_ns + i * PERIOD_NS
+            if poses is not None:
+                edge = transform_stamped_msg(fixed_frame, frame.frame_id, np.asarray(poses[i]), stamp, msgs)
+                bag.write('/tf', 'tf2_msgs/msg/TFMessage', tf_message([edge], msgs), stamp)
             for view in frame.cameras:
                 ns = f'/{view.model.frame_id}'
                 hdr = header(view.model.frame_id, stamp, msgs)
@@ -60,10 +90,49 @@ def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str 
                           camera_info_msg(view.model, stamp, msgs), stamp)
                 bag.write(f'{ns}/image_raw', 'sensor_msgs/msg/Image', rgb_to_image_msg(view.image, hdr, msgs),
                           stamp)
+                if truth:
+                    _write_truth(bag, ns, view, hdr, stamp)
             intensity = frame.intensity if frame.intensity is not None else np.zeros(frame.num_points)
-            points = np.concatenate([frame.points, np.asarray(intensity, np.float32)[:, None]], axis=1)
+            columns = [frame.points, np.asarray(intensity, np.float32)[:, None]]
+            with_truth = truth and frame.labels is not None and frame.instances is not None
+            if with_truth:      # one float64 column per field: create_cloud casts each (ids stay exact)
+                columns += [np.asarray(frame.labels)[:, None], np.asarray(frame.instances)[:, None]]
+            points = np.concatenate([np.asarray(c, np.float64) for c in columns], axis=1)
             bag.write(SIM_LIDAR_TOPIC, 'sensor_msgs/msg/PointCloud2',
-                      create_cloud(header(frame.frame_id, stamp, msgs), fields, points, msgs), stamp)
+                      create_cloud(header(frame.frame_id, stamp, msgs), labelled if with_truth else plain,
+                                   points, msgs), stamp)
+        return dict(bag.counts)
+
+
+def write_rgbd_room_bag(out: str | os.PathLike, room: Any, num_views: int = 4,
+                        image_size: tuple[int, int] = (120, 160), storage: str = 'mcap',
+                        start_ns: int = START_NS, overwrite: bool = False) -> dict[str, int]:
+    """Write posed RGB-D views of a synthetic room (module docstring); returns message counts per topic.
+
+    View k (``geometry.sim.room.room_view``) is stamped ``start_ns + k * 100 ms``: its depth raster (z
+    along the optical axis, metres; misses NaN) as 32FC1 on ``/camera/depth/image_rect``, its RGB image on
+    ``/camera/rgb/image_raw`` with truth rasters, one CameraInfo per image topic (both frame ``camera``:
+    registered) and ``/tf`` ``map`` -> ``camera`` (the room frame is ``map``).
+    """
+    from perception_nodes.geometry.sim.room import room_view
+    with BagWriter(Path(out), storage=storage, overwrite=overwrite) as bag:
+        msgs = bag.msgs
+        for k in range(int(num_views)):
+            stamp = start_ns + k * PERIOD_NS
+            view = room_view(room, k, num_views, image_size)
+            view.model.frame_id = 'camera'
+            hdr = header('camera', stamp, msgs)
+            edge = transform_stamped_msg('map', 'camera', np.linalg.inv(view.T_cam_lidar), stamp, msgs)
+            bag.write('/tf', 'tf2_msgs/msg/TFMessage', tf_message([edge], msgs), stamp)
+            depth = np.where(np.isfinite(view.truth['depth']), view.truth['depth'], np.nan).astype(np.float32)
+            for ns in ('/camera/depth', '/camera/rgb'):
+                bag.write(f'{ns}/camera_info', 'sensor_msgs/msg/CameraInfo',
+                          camera_info_msg(view.model, stamp, msgs), stamp)
+            bag.write('/camera/depth/image_rect', 'sensor_msgs/msg/Image',
+                      rgb_to_image_msg(depth, hdr, msgs, encoding='32FC1'), stamp)
+            bag.write('/camera/rgb/image_raw', 'sensor_msgs/msg/Image',
+                      rgb_to_image_msg(view.image, hdr, msgs), stamp)
+            _write_truth(bag, '/camera/rgb', view, hdr, stamp)
         return dict(bag.counts)
 
 

@@ -24,16 +24,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from perception_nodes.config.schema import key
+
 
 @dataclass
 class AffinityConfig:
     """Affinity propagation settings (Affinity3D Eq. 5-8)."""
 
-    enabled: bool = True
-    scale: float = 10.0       # Eq. 5-6 amplification factor: NOT GIVEN, our choice (see module docstring)
-    beta: float = 2.0         # Eq. 7 (given)
-    queue_size: int = 64      # instances refined jointly: NOT GIVEN, our choice
-    steps: int = 1            # Eq. 8 writes one step
+    enabled: bool = key(True, 'Refine the instance labels by affinity propagation (Eq. 5-8); false: the '
+                        'Eq. 4 labels (the "CI" rows of Tables 3-4)', scope='offline')
+    scale: float = key(10.0, 'Amplification of the cosines before the row softmax (Eq. 5-6; NOT GIVEN in the '
+                       'paper, our choice)', min=0.0, max=1000.0, exclusive_min=True, scope='offline')
+    beta: float = key(2.0, 'Element-wise power of W before the row normalisation (Eq. 7)', min=0.0, max=100.0,
+                      exclusive_min=True, scope='offline')
+    queue_size: int = key(64, 'Instances of consecutive frames refined jointly (NOT GIVEN, our choice); the '
+                          'queue never spans two store shards', min=1, max=100000, scope='offline')
+    steps: int = key(1, 'Random-walk steps Y <- T Y (Eq. 8 writes one)', min=1, max=100, scope='offline')
 
     def __post_init__(self) -> None:
         if not self.scale > 0 or not self.beta > 0:

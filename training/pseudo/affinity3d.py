@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from perception_nodes.config.schema import key
 from perception_nodes.frame import Frame
 from perception_nodes.geometry.visibility import VisibilityConfig
 from training.pseudo.affinity import AffinityConfig, AffinityQueue
@@ -34,16 +35,25 @@ from training.pseudo.visibility import PointVisibility, point_visibility
 
 @dataclass
 class Affinity3DConfig:
-    """Affinity3D pseudo labels. ``setting``: 'gzs' (seen ground truth available) or 'af' (none)."""
+    """Affinity3D pseudo labels. ``setting``: 'gzs' (seen ground truth available) or 'af' (none).
 
-    setting: str = 'gzs'
-    unseen: tuple[str, ...] = SEMANTICKITTI_UNSEEN
+    Which visibility test runs is not part of this config: the store takes the perception pipeline's
+    (``fusion.visibility``); :class:`Affinity3DLabeler` takes a ``VisibilityConfig`` for direct use.
+    """
+
+    setting: str = key('gzs', 'gzs: generalised zero-shot (seen classes keep their ground truth, instance '
+                       'labels over the unseen classes); af: annotation-free (every class from CLIP)',
+                       choices=('gzs', 'af'), scope='offline')
+    unseen: tuple[str, ...] = key(SEMANTICKITTI_UNSEEN, 'GZS: the classes without labels (Affinity3D\'s '
+                                  'SemanticKITTI split by default)', scope='offline')
     superpoints: SuperpointConfig = field(default_factory=SuperpointConfig)
     affinity: AffinityConfig = field(default_factory=AffinityConfig)
-    use_visibility: bool = True
-    visibility: VisibilityConfig = field(default_factory=lambda: VisibilityConfig(variant='superpixel'))
-    logit_scale: float = LOGIT_SCALE
-    min_box: float = MIN_BOX
+    use_visibility: bool = key(True, 'Apply the visibility test (Eq. 9-10): points no camera sees are '
+                               'ignored in PL\' (false: the "no Vis." rows of Tables 3-4)', scope='offline')
+    logit_scale: float = key(LOGIT_SCALE, 'Eq. 4 temperature on the crop-text cosines (NOT GIVEN; CLIP\'s '
+                             'learned scale)', min=0.0, max=1000.0, exclusive_min=True, scope='offline')
+    min_box: float = key(MIN_BOX, 'Boxes smaller than this grow to it (Sec. 3.2: 30 x 30 px)', unit='px',
+                         min=1.0, max=10000.0, scope='offline')
     assembly: AssemblyConfig = field(default_factory=AssemblyConfig)
 
     def __post_init__(self) -> None:
@@ -88,8 +98,9 @@ class Affinity3DLabeler:
     """Streaming Affinity3D PL' generator (see the module docstring)."""
 
     def __init__(self, config: Affinity3DConfig, class_names: Sequence[str], text_embeddings: torch.Tensor,
-                 crop_encoder: CropEncoder) -> None:
+                 crop_encoder: CropEncoder, visibility: VisibilityConfig | None = None) -> None:
         self.config = config
+        self.visibility_config = visibility or VisibilityConfig(variant='superpixel')
         self.class_names = tuple(class_names)
         if text_embeddings.shape[0] != len(self.class_names):
             raise ValueError(f'{text_embeddings.shape[0]} text embeddings for {len(self.class_names)} '
@@ -103,8 +114,8 @@ class Affinity3DLabeler:
         self._next = 0
 
     def visibility(self, frame: Frame) -> PointVisibility:
-        """Project the frame and apply the configured visibility test."""
-        cfg = self.config.visibility if self.config.use_visibility else VisibilityConfig(variant='none')
+        """Project the frame and apply the visibility test (used when :meth:`push` is given none)."""
+        cfg = self.visibility_config if self.config.use_visibility else VisibilityConfig(variant='none')
         return point_visibility(frame, cfg)
 
     def superpoints(self, frame: Frame) -> np.ndarray:

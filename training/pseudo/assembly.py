@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from perception_nodes.config.schema import key
+
 IGNORE = -1
 SOURCE_NONE, SOURCE_GROUND_TRUTH, SOURCE_INSTANCE, SOURCE_DENSE = 0, 1, 2, 3
 
@@ -61,8 +63,11 @@ class SeenUnseenSplit:
 class AssemblyConfig:
     """PL' assembly choices."""
 
-    ignore_invisible_ground_truth: bool = True   # AMBIG in the paper: our choice, see module docstring
-    ignore_invisible: bool = True                # Sec. 3.5: invisible points are ignored (False: no Vis.)
+    ignore_invisible_ground_truth: bool = key(True, 'GZS: seen-class ground truth on invisible points is '
+                                              'ignored too (AMBIG in the paper; our reading of Sec. 3.5)',
+                                              scope='offline')
+    ignore_invisible: bool = key(True, 'Invisible points are ignored (Sec. 3.5); false: the "no Vis." rows',
+                                 scope='offline')
 
 
 @dataclass

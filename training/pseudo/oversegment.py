@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception_nodes.config.schema import key
+
 
 def estimate_normals(points: np.ndarray, k: int = 16, viewpoint: np.ndarray | None = None,
                      neighbors: np.ndarray | None = None) -> np.ndarray:
@@ -150,12 +152,17 @@ def felzenszwalb_graph(num_nodes: int, edges: np.ndarray, weights: np.ndarray, k
 class FHConfig:
     """Felzenszwalb-Huttenlocher over-segmentation of a point cloud (choices: see module docstring)."""
 
-    k: float = 0.01               # FH scale (ScanNet segmentator default kThresh): NOT GIVEN, our choice
-    min_size: int = 50            # UnScene3D Table 9 segment size (points, after voxelization)
-    knn: int = 10                 # graph neighbours: our choice
-    normal_knn: int = 16          # neighbours for PCA normals: our choice
-    voxel_size: float = 0.02      # metres; 0 = no downsampling. Our choice (2 cm, ScanNet's resolution)
-    color_weight: float = 0.0     # weight of the colour difference in edge weights (0: normals only)
+    k: float = key(0.01, 'FH scale k: components merge while the edge weight is below Int + k / |C| '
+                   '(ScanNet segmentator default; NOT GIVEN, our choice)', min=0.0, max=100.0,
+                   scope='offline')
+    min_size: int = key(50, 'Smallest segment, in graph nodes (UnScene3D Table 9 segment size)', min=1,
+                        max=10**7, scope='offline')
+    knn: int = key(10, 'Neighbours per node of the kNN graph (our choice)', min=1, max=200, scope='offline')
+    normal_knn: int = key(16, 'Neighbours for the PCA normals (our choice)', min=3, max=200, scope='offline')
+    voxel_size: float = key(0.02, 'The graph is built on voxel centroids of this edge (0: on the points)',
+                            unit='m', min=0.0, max=10.0, scope='offline')
+    color_weight: float = key(0.0, 'Weight of the colour difference in the edge weights (0: normals only)',
+                              min=0.0, max=100.0, scope='offline')
 
 
 @dataclass

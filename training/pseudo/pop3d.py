@@ -14,13 +14,17 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from perception_nodes.config.schema import key
 from perception_nodes.geometry.occupancy import FREE, IGNORE, OCCUPIED, ray_cast_labels
 from perception_nodes.geometry.voxels import FINE_GRID, POP3D_GRID, GridSpec, dense_occupancy
+
+
+GRIDS: dict[str, GridSpec] = {'pop3d': POP3D_GRID, 'fine': FINE_GRID}
 
 
 @dataclass
@@ -56,9 +60,23 @@ class RayCastLabels:
 class Pop3DConfig:
     """Which grids and targets to build."""
 
-    grids: tuple[GridSpec, ...] = field(default_factory=lambda: (POP3D_GRID, FINE_GRID))
-    ray_cast: bool = True             # evaluation labels (costly on the fine grid: one pass per grid)
-    use_visibility: bool = False      # feature targets at visible projections only (not in POP-3D)
+    grids: tuple[str, ...] = key(('pop3d', 'fine'), 'Target grids: pop3d (100 x 100 x 8 over +-51.2 m x '
+                                 '+-51.2 m x [-5, 3] m, Sec. 4.1) and / or fine (512 x 512 x 40, 0.2 m)',
+                                 item_choices=tuple(GRIDS), scope='offline')
+    ray_cast: bool = key(True, 'Also build the ray-cast evaluation labels (free / ignore / majority label; '
+                         'one pass per grid, costly on the fine grid)', scope='offline')
+    use_visibility: bool = key(False, 'Feature-target points (P_cam) only where the visibility test passes '
+                               '(not in POP-3D, which has no occlusion test)', scope='offline')
+
+    def __post_init__(self) -> None:
+        bad = [g for g in self.grids if g not in GRIDS]
+        if bad or not self.grids:
+            raise ValueError(f'pop3d grids must be a non-empty list of {sorted(GRIDS)}, '
+                             f'got {list(self.grids)}')
+
+    def grid_specs(self) -> tuple[GridSpec, ...]:
+        """The configured grids."""
+        return tuple(GRIDS[g] for g in self.grids)
 
 
 @dataclass
@@ -113,6 +131,6 @@ def pop3d_targets(points: np.ndarray, origin: np.ndarray, in_camera: np.ndarray,
     cam = np.asarray(in_camera, dtype=bool).reshape(-1)
     if len(cam) != len(pts):
         raise ValueError(f'in_camera has {len(cam)} entries for {len(pts)} points')
-    occ = [occupancy_targets(pts, g) for g in config.grids]
-    rays = [ray_cast_targets(pts, origin, g, labels) for g in config.grids] if config.ray_cast else []
+    occ = [occupancy_targets(pts, g) for g in config.grid_specs()]
+    rays = [ray_cast_targets(pts, origin, g, labels) for g in config.grid_specs()] if config.ray_cast else []
     return Pop3DTargets(occ, np.flatnonzero(cam).astype(np.int64), rays)

@@ -21,13 +21,14 @@ pixel belongs to the smallest mask covering it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
+from perception_nodes.config.schema import key
 from perception_nodes.geometry.projection import pixel_indices
 
 
@@ -39,15 +40,30 @@ class SamUnavailableError(RuntimeError):
 class RegionConfig:
     """2D regions per image: 'slic' (default) | 'felzenszwalb' | 'sam'."""
 
-    method: str = 'slic'
-    params: dict[str, Any] = field(default_factory=dict)   # extra arguments of the superpixel function
-    sam_checkpoint: str = ''                                # local SAM weights file (method 'sam')
-    sam_model_type: str = 'vit_b'                           # segment_anything registry key
-    sam_params: dict[str, Any] = field(default_factory=dict)  # SamAutomaticMaskGenerator arguments
+    method: str = key('slic', '2D regions per image: slic or felzenszwalb superpixels (scikit-image), or sam '
+                      '(segment_anything automatic masks, needs sam_checkpoint)',
+                      choices=('slic', 'felzenszwalb', 'sam'), scope='offline')
+    n_segments: int = key(4000, 'slic: approximate number of superpixels per image', min=1, max=10**6,
+                          scope='offline')
+    compactness: float = key(10.0, 'slic: colour / space trade-off', min=0.0, max=1000.0, exclusive_min=True,
+                             scope='offline')
+    scale: float = key(100.0, 'felzenszwalb: scale (larger: larger regions)', min=0.0, max=10**6,
+                       exclusive_min=True, scope='offline')
+    sigma: float = key(0.5, 'felzenszwalb: Gaussian pre-smoothing', min=0.0, max=100.0, scope='offline')
+    min_size: int = key(50, 'felzenszwalb: smallest region', unit='px', min=1, max=10**7, scope='offline')
+    sam_checkpoint: str = key('', 'sam: local SAM weights file (never downloaded)', scope='offline')
+    sam_model_type: str = key('vit_b', 'sam: segment_anything registry key (vit_b, vit_l, vit_h)',
+                              scope='offline')
 
     def __post_init__(self) -> None:
         if self.method not in ('slic', 'felzenszwalb', 'sam'):
             raise ValueError(f"region method must be 'slic', 'felzenszwalb' or 'sam', got {self.method!r}")
+
+    def superpixel_params(self) -> dict[str, Any]:
+        """Keyword arguments of ``geometry.visibility.superpixels`` for the configured method."""
+        if self.method == 'slic':
+            return {'n_segments': int(self.n_segments), 'compactness': float(self.compactness)}
+        return {'scale': float(self.scale), 'sigma': float(self.sigma), 'min_size': int(self.min_size)}
 
 
 def sam_regions(image: np.ndarray, checkpoint: str | Path, model_type: str = 'vit_b',
@@ -89,8 +105,8 @@ def image_regions(image: np.ndarray, config: RegionConfig | None = None) -> np.n
     from perception_nodes.geometry.visibility import superpixels
     config = config or RegionConfig()
     if config.method == 'sam':
-        return sam_regions(image, config.sam_checkpoint, config.sam_model_type, **config.sam_params)
-    return superpixels(image, config.method, **config.params)
+        return sam_regions(image, config.sam_checkpoint, config.sam_model_type)
+    return superpixels(image, config.method, **config.superpixel_params())
 
 
 def region_vote(regions: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

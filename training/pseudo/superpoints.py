@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from perception_nodes.config.schema import key
 from training.pseudo.oversegment import FHConfig, fh_oversegment
 
 
@@ -33,15 +34,24 @@ from training.pseudo.oversegment import FHConfig, fh_oversegment
 class SuperpointConfig:
     """Instance generation (Affinity3D Sec. 3.2); NOT GIVEN constants are our choices (module docstring)."""
 
-    eps: float = 0.5                   # DBSCAN radius, metres (GZS)
-    min_samples: int = 3               # DBSCAN core size, in voxels (GZS)
-    voxel_size: float = 0.1            # DBSCAN runs on voxel centres of this size (GZS)
-    cluster_unlabelled: bool = True    # GZS: also cluster points without ground truth (label < 0)
-    min_points: int = 2                # Sec. 3.2: superpoints with fewer points are invalid
-    af_method: str = 'fh'              # 'fh' | 'segment_scan' (AF; BPSS is not available)
+    eps: float = key(0.5, 'GZS: DBSCAN radius (NOT GIVEN, our choice)', unit='m', min=0.0, max=100.0,
+                     exclusive_min=True, scope='offline')
+    min_samples: int = key(3, 'GZS: DBSCAN core size, in voxels (NOT GIVEN, our choice)', min=1, max=10000,
+                           scope='offline')
+    voxel_size: float = key(0.1, 'GZS: DBSCAN runs on the centres of occupied voxels of this edge', unit='m',
+                            min=0.0, max=10.0, exclusive_min=True, scope='offline')
+    cluster_unlabelled: bool = key(True, 'GZS: also cluster points without ground truth (label < 0)',
+                                   scope='offline')
+    min_points: int = key(2, 'Superpoints with fewer points are invalid (Sec. 3.2)', min=1, max=10**6,
+                          scope='offline')
+    af_method: str = key('fh', 'Annotation-free superpoints (BPSS is not available): fh (our '
+                         'Felzenszwalb-Huttenlocher point-graph segmentation, cut by tile_size) or '
+                         'segment_scan (the class-agnostic segments of the perception pipeline, '
+                         'segments.*; the ground stays unassigned)', choices=('fh', 'segment_scan'),
+                         scope='offline')
     fh: FHConfig = field(default_factory=lambda: FHConfig(k=0.05, min_size=20, voxel_size=0.15))
-    tile_size: float = 4.0             # AF: cut segments by an xy grid of this size (metres; 0 = off)
-    segment_options: dict = field(default_factory=dict)   # extra teacher.instances.segment_scan arguments
+    tile_size: float = key(4.0, 'AF fh: cut every segment by an xy grid of this size (0: off)', unit='m',
+                           min=0.0, max=1000.0, scope='offline')
 
     def __post_init__(self) -> None:
         if self.af_method not in ('fh', 'segment_scan'):
@@ -102,7 +112,7 @@ def annotation_free_superpoints(points: np.ndarray, config: SuperpointConfig | N
         if finite.any():
             out[finite] = fh_oversegment(pts[finite], config.fh, viewpoint=viewpoint).segment_ids
     else:
-        out = segment_scan(pts, **config.segment_options)
+        out = segment_scan(pts)
     if config.tile_size > 0:
         out = tile_segments(pts, out, config.tile_size)
     return drop_small(out, config.min_points)

@@ -47,7 +47,7 @@ def evaluate_label_variants(frames: Sequence[Frame], teacher, class_names: Seque
     config = config or LabelEvalConfig()
     torch.set_num_threads(1)
     base = Affinity3DConfig(setting=config.setting, unseen=config.unseen, superpoints=config.superpoints,
-                            visibility=config.visibility, affinity=config.affinity)
+                            affinity=config.affinity)
     split = base.split(class_names)
     vis = [point_visibility(f, config.visibility) for f in frames]
     novis = [PointVisibility(v.projection, v.in_image.clone()) for v in vis]
@@ -69,7 +69,7 @@ def evaluate_label_variants(frames: Sequence[Frame], teacher, class_names: Seque
             continue
         aff = replace(config.affinity, enabled='+aff' in variant)
         labeler = Affinity3DLabeler(replace(base, affinity=aff, use_visibility=use_vis), class_names,
-                                    text_embeddings, encoder)
+                                    text_embeddings, encoder, config.visibility)
         if segments is None:
             segments = [labeler.superpoints(f) for f in frames]
         done = []

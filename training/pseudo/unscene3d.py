@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from perception_nodes.config.schema import key
 from training.pseudo.oversegment import FHConfig, Oversegmentation, fh_oversegment
 
 
@@ -41,13 +42,21 @@ from training.pseudo.oversegment import FHConfig, Oversegmentation, fh_oversegme
 class NCutConfig:
     """Masked NCut settings (UnScene3D Sec. 3.1; choices where the paper is silent: module docstring)."""
 
-    tau_cut: float | None = None        # None: 0.55 with one modality, 0.65 with both (Sec. 4, Table 7)
-    eps: float = 1e-5                   # weight of sub-threshold pairs: NOT GIVEN (public code value)
-    min_foreground_segments: int = 8    # Sec. 7.4 / Table 9
-    max_iterations: int = 20            # max_inst_num: NOT GIVEN (public code value)
-    separation: str = 'max'             # 'max' | 'avg' | 'largest' | 'none' (Table 9)
-    weight_2d: float = 0.5              # A = w A_2D + (1 - w) A_3D: NOT GIVEN (public code averages)
-    flip_ratio: float = 0.5             # Alg. 1: invert the bipartition when sum(m) > N / 2
+    tau_cut: float | None = key(None, 'Affinity threshold of Alg. 1 line 6; null: 0.55 with one modality, '
+                                '0.65 with 2D + 3D (Sec. 4, Table 7)', min=-1.0, max=1.0, scope='offline')
+    eps: float = key(1e-5, 'Weight of sub-threshold segment pairs (NOT GIVEN; the public code\'s value)',
+                     min=0.0, max=1.0, exclusive_min=True, scope='offline')
+    min_foreground_segments: int = key(8, 'A cut is a mask only with at least this many segments (Sec. 7.4, '
+                                       'Table 9)', min=1, max=100000, scope='offline')
+    max_iterations: int = key(20, 'Masked NCut iterations, Alg. 1\'s max_inst_num (NOT GIVEN; public code)',
+                              min=1, max=10000, scope='offline')
+    separation: str = key('max', 'Connectivity split: keep the component with the maximum eigenvector entry, '
+                          'the highest mean, the largest, or none (Table 9)',
+                          choices=('max', 'avg', 'largest', 'none'), scope='offline')
+    weight_2d: float = key(0.5, 'A = w A_2D + (1 - w) A_3D with both modalities (NOT GIVEN; the public code '
+                           'averages)', min=0.0, max=1.0, scope='offline')
+    flip_ratio: float = key(0.5, 'Alg. 1: invert the bipartition when the foreground holds more than this '
+                            'share of the segments', min=0.0, max=1.0, exclusive_min=True, scope='offline')
 
     def __post_init__(self) -> None:
         if self.separation not in ('max', 'avg', 'largest', 'none'):
@@ -223,7 +232,10 @@ class UnScene3DConfig:
 
     segments: FHConfig = field(default_factory=FHConfig)
     ncut: NCutConfig = field(default_factory=NCutConfig)
-    geometric_3d: bool = True      # use geometric_descriptors as the 3D features when none are supplied
+    geometric_3d: bool = key(True, 'Use the learned-weight-free geometric descriptors as the 3D segment '
+                             'features when no backbone features are given', scope='offline')
+    use_2d: bool = key(True, 'Also use the 2D teacher features fused at the points (2D + 3D affinity, '
+                       'tau_cut 0.65); false: 3D only (0.55)', scope='offline')
 
 
 def unscene3d_pseudo_masks(points: np.ndarray, config: UnScene3DConfig | None = None,

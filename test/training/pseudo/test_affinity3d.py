@@ -29,9 +29,9 @@ def drive():
 
 def test_streaming_labeler_outputs(drive):
     frames, emb, teacher = drive
-    cfg = Affinity3DConfig(setting='gzs', unseen=UNSEEN, affinity=AffinityConfig(queue_size=10),
-                           visibility=VisibilityConfig(variant='depth_buffer', block=2))
-    labeler = Affinity3DLabeler(cfg, STREET_CLASSES, emb, TeacherCropEncoder(teacher))
+    cfg = Affinity3DConfig(setting='gzs', unseen=UNSEEN, affinity=AffinityConfig(queue_size=10))
+    labeler = Affinity3DLabeler(cfg, STREET_CLASSES, emb, TeacherCropEncoder(teacher),
+                                VisibilityConfig(variant='depth_buffer', block=2))
     done = []
     for i, f in enumerate(frames):
         got = labeler.push(f, key=i)

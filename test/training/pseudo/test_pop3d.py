@@ -44,7 +44,7 @@ def test_pop3d_targets_bundle():
     pts[:, 2] = rng.uniform(-2, 1, 500)
     cam = rng.random(500) < 0.3
     t = pop3d_targets(pts, np.zeros(3), cam, labels=rng.integers(0, 4, 500),
-                      config=Pop3DConfig(grids=(POP3D_GRID,)))
+                      config=Pop3DConfig(grids=('pop3d',)))
     np.testing.assert_array_equal(t.feature_points, np.flatnonzero(cam))
     assert len(t.occupancy) == 1 and len(t.ray_cast) == 1
     occ = t.occupancy[0].dense()

@@ -42,7 +42,7 @@ def test_superpixel_regions_default_and_sam_errors(tmp_path):
     img = np.zeros((60, 80, 3), np.uint8)
     img[:, 40:] = 200
     img = np.clip(img + rng.integers(0, 10, img.shape), 0, 255).astype(np.uint8)
-    reg = image_regions(img, RegionConfig(params={'n_segments': 20}))
+    reg = image_regions(img, RegionConfig(n_segments=20))
     assert reg.shape == (60, 80) and reg.min() == 0
     for r in np.unique(reg):                                   # SLIC respects the strong colour edge
         cols = np.nonzero(reg == r)[1]
@@ -102,7 +102,7 @@ def test_region_voting_cleans_noisy_clip_labels_on_the_synthetic_world():
     proj = project_frame(frame)
     visible = proj.in_image & torch.from_numpy(frame.cameras[0].truth['visible'])[None]
     t = frame_region_targets([frame.cameras[0].image], teacher.dense_features(frame.cameras), emb, proj.uv,
-                             visible, RegionConfig(params={'n_segments': 1500}))
+                             visible, RegionConfig(n_segments=1500))
     vis = visible[0].numpy()
     raw_acc = (t.raw_point_labels[vis] == frame.labels[vis]).mean()
     voted_acc = (t.point_labels[vis] == frame.labels[vis]).mean()
