@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'replay': ('replay', 'run the perception pipeline over a bag and write an output bag'),
     'demo': ('demo', 'build sample bags and replay them (the README main job)'),
     'export': ('export', 'export a student checkpoint to ONNX (and a TensorRT engine)'),
+    'pseudo-label': ('pseudo_label', 'make a resumable pseudo-label store from bags (the seed papers\' '
+                     'methods)'),
 }
 
 

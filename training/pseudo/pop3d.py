@@ -75,7 +75,7 @@ class Pop3DConfig:
                              f'got {list(self.grids)}')
 
     def grid_specs(self) -> tuple[GridSpec, ...]:
-        """The configured grids."""
+        """Return the configured grids."""
         return tuple(GRIDS[g] for g in self.grids)
 
 
