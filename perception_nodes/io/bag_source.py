@@ -126,7 +126,7 @@ class BagSource:
         return lidar, cameras
 
     def _resolve_depth(self) -> tuple[str, list[CameraInput]]:
-        """Resolve the depth image topic (the reference), its CameraInfo and the RGB cameras (never itself)."""
+        """Resolve the depth image topic (the reference), its CameraInfo and the RGB cameras (not it)."""
         cfg, topics = self.inputs, self.topics
         depth, info = cfg.depth_topic, camera_info_topic(cfg.depth_topic)
         missing = [t for t in (depth, info) if t not in topics]

@@ -121,7 +121,7 @@ def load_index(root: str | os.PathLike) -> dict[str, Any]:
 
 def store_info(root: str | os.PathLike, index: dict[str, Any] | None = None,
                verify: bool = True) -> StoreInfo:
-    """Return the :class:`StoreInfo` of a store (its metadata file checked against the index when ``verify``)."""
+    """Return the :class:`StoreInfo` of a store (its metadata checked against the index with ``verify``)."""
     from safetensors.torch import load_file
     root = Path(root)
     index = index or load_index(root)

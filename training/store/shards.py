@@ -69,7 +69,7 @@ def bag_content_hash(path: str | os.PathLike) -> str:
 
 
 def safe_label(name: str) -> str:
-    """Return a bag name usable in frame keys: letters, digits, ``.``, ``_`` and ``-`` only (others become ``_``)."""
+    """Return a bag name usable in frame keys: letters, digits, ``.``, ``_``, ``-`` (others become ``_``)."""
     text = re.sub(r'[^A-Za-z0-9._-]', '_', str(name)).strip('.') or 'bag'
     return text[:64]
 

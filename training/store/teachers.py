@@ -97,7 +97,8 @@ def build_teacher(config: PerceptionConfig, method: PseudoLabelConfig) -> Teache
         identity = {'kind': 'oracle', 'model': 'ClipLikeTeacher', 'pretrained': 'synthetic',
                     'identity': f'ClipLikeTeacher:dim{syn.embed_dim}:text{syn.text_seed}:'
                                 f'noise{syn.noise_seed}:down{syn.downsample}',
-                    'random_weights': False, 'synthetic': True, 'embed_dim': syn.embed_dim, 'note': SYNTHETIC_NOTE}
+                    'random_weights': False, 'synthetic': True, 'embed_dim': syn.embed_dim,
+                    'note': SYNTHETIC_NOTE}
         encoder: CropEncoder = TeacherCropEncoder(teacher)
     else:
         pipeline = Pipeline(config)
