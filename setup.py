@@ -68,6 +68,7 @@ setup(
         (f'share/{PACKAGE}/config', share('config/*.yaml')),
         (f'share/{PACKAGE}/config/vocabularies', share('config/vocabularies/*.yaml')),
         (f'share/{PACKAGE}/config/label_maps', share('config/label_maps/*.yaml')),
+        (f'share/{PACKAGE}/config/pseudo_label', share('config/pseudo_label/*.yaml')),
         (f'share/{PACKAGE}/config/rviz', share('config/rviz/*.rviz')),
     ],
     package_data={PACKAGE: ['py.typed', 'teacher/model_configs/*.json']},

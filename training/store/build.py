@@ -86,7 +86,7 @@ def gt_lookup(teacher: Teacher) -> np.ndarray | None:
 def write_meta(paths: StorePaths, teacher: Teacher) -> None:
     """Write store.safetensors: the (K, C) text embeddings and the class names (atomic, same bytes)."""
     from safetensors.torch import save_file
-    meta = {'format': FORMAT, 'class_names': json.dumps(teacher.class_names)}
+    meta = {'ovp': json.dumps({'format': FORMAT, 'class_names': teacher.class_names}, sort_keys=True)}
     atomic_write(paths.meta, lambda tmp: save_file({'text_embeddings': teacher.text_embeddings.contiguous()},
                                                    tmp, metadata=meta), suffix='.safetensors')
 
@@ -107,8 +107,8 @@ class _ChunkWriter:
             r.meta.fields = sorted(r.tensors)
             tensors.update({f'u{j}/{name}': value for name, value in r.tensors.items()})
         units = [asdict(r.meta) for r in results]
-        meta = {'format': FORMAT, 'version': str(FORMAT_VERSION), 'chunk': str(self.chunk),
-                'bag_sha256': self.plan.bags[self.bag].sha256, 'units': json.dumps(units, sort_keys=True)}
+        meta = {'format': FORMAT, 'version': FORMAT_VERSION, 'chunk': self.chunk,
+                'bag_sha256': self.plan.bags[self.bag].sha256, 'units': units}
         shard = folder / StorePaths.shard_name(self.chunk)
         sha, size = write_shard(shard, tensors, meta)
         summary = self.stats.summary()
@@ -284,8 +284,15 @@ def prepare(bags: list[str | os.PathLike], out: str | os.PathLike, config: Perce
     if method.scene.sweeps > 1 and not config.inputs.fixed_frame:
         raise ValueError('scenes (scene.sweeps > 1) need the poses in tf: set inputs.fixed_frame '
                          '(--fixed-frame odom / map)')
+    if not bags:
+        raise ValueError('no input bag')
+    for bag in bags:                    # before loading any model: missing bags / topics fail fast
+        if not Path(bag).exists():
+            raise ValueError(f'input bag not found: {bag}')
+        BagSource(bag, config.inputs).close()
     teacher = build_teacher(config, method)
     try:
+        method.affinity3d.split(teacher.class_names)      # a GZS split naming unknown classes fails here
         chash = config_hash(method, teacher.pipeline.config)
         plan = plan_run(bags, out, teacher.pipeline.config, method.scene.sweeps, method.store.shard_units,
                         chash, teacher.teacher_id)

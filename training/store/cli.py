@@ -101,6 +101,11 @@ def run(args: argparse.Namespace) -> int:
     if summary is None:
         print(f'rank {rank} of {world} done; the index is written by the last rank to finish')
         return 0
+    if not summary['units']:
+        why = ', '.join(f'{k} x{v}' for k, v in summary['skip_counts'].items()) or 'no frames'
+        first = summary['skipped'][0]['why'] if summary['skipped'] else ''
+        raise CliError(f'no frame of {", ".join(map(str, args.bags))} could be labelled ({why})'
+                       f'{": " + first if first else ""}; see {args.out}/summary.json')
     short = {k: summary[k] for k in ('output', 'units', 'unit', 'skip_counts', 'bytes', 'config_hash')}
     keys = ('units_made', 'units_per_s', 'chunks_reused', 'chunks_made', 'regenerated', 'wall_s')
     short['run'] = {k: summary['run'][k] for k in keys}

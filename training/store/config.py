@@ -85,6 +85,10 @@ def _default_pop3d() -> Pop3DConfig:
     return Pop3DConfig(grids=('pop3d',))
 
 
+def _default_affinity3d() -> Affinity3DConfig:
+    return Affinity3DConfig(setting='af')
+
+
 @dataclass
 class PseudoLabelConfig:
     """Everything ``ovp pseudo-label`` computes besides the perception path (module docstring)."""
@@ -102,7 +106,7 @@ class PseudoLabelConfig:
     scene: SceneConfig = field(default_factory=SceneConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     synthetic: SyntheticTeacherConfig = field(default_factory=SyntheticTeacherConfig)
-    affinity3d: Affinity3DConfig = field(default_factory=Affinity3DConfig)
+    affinity3d: Affinity3DConfig = field(default_factory=_default_affinity3d)   # annotation-free unless set
     cns: RegionConfig = field(default_factory=RegionConfig)
     pop3d: Pop3DConfig = field(default_factory=_default_pop3d)
     unscene3d: UnScene3DConfig = field(default_factory=UnScene3DConfig)
@@ -126,14 +130,26 @@ def pseudo_label_config(changes: Mapping[str, Any] | None = None) -> PseudoLabel
     return with_changes(PseudoLabelConfig(), dict(changes or {}))
 
 
+def method_config_path(source: str | os.PathLike) -> Path:
+    """Return a method config file: a path, or the name of a shipped one (``affinity3d_gzs`` ...)."""
+    from perception_nodes.vocabulary import config_dir
+    p = Path(source).expanduser()
+    if p.is_file() or p.suffix or '/' in str(source):
+        return p
+    return config_dir() / 'pseudo_label' / f'{source}.yaml'
+
+
 def load_pseudo_label_config(path: str | os.PathLike | None = None,
                              changes: Mapping[str, Any] | None = None) -> PseudoLabelConfig:
-    """Load a method config file (merged onto the defaults), then apply dotted ``changes``."""
+    """Load a method config file (merged onto the defaults), then apply dotted ``changes``.
+
+    ``path``: a YAML file or the name of a shipped config (``config/pseudo_label/<name>.yaml``).
+    """
     from perception_nodes.config import _safe_load
 
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
+        p = method_config_path(path)
         if not p.is_file():
             raise ValueError(f'pseudo-label config file not found: {p}')
         if p.stat().st_size > 4 * 2**20:

@@ -9,7 +9,8 @@ methods of :mod:`training.pseudo` on them:
 - ``dense``: the teacher's fused features at the visible projections, stored compactly
   (:class:`~training.pseudo.dense_targets.DenseTargets`: the low-resolution maps, per camera the bit mask
   of the points used and their float32 ``uv``), and Affinity3D's "MC" labels from them
-  (:func:`~training.pseudo.affinity3d.dense_frame_labels`). The dense targets are always stored: they are
+  (:func:`~training.pseudo.affinity3d.dense_frame_labels`; in GZS over the unseen classes with the seen
+  ground truth kept, or over every class for a unit without ground truth). The dense targets are always stored: they are
   POP-3D's feature targets (Eq. 5-7), the knowledge-transfer inputs (uv, camera) and CNS's 2D labels.
 - ``affinity3d``: PL' of Sec. 3.2-3.5 (superpoints, crops, Eq. 4, the temporal queue of Eq. 5-8, Eq. 10);
   the queue spans the units of one shard (it is flushed at the end of the shard).
@@ -45,7 +46,7 @@ from perception_nodes.frame import CameraView, Frame
 from perception_nodes.geometry.projection import Projection
 from perception_nodes.outputs import Outputs
 from training.pseudo.affinity3d import Affinity3DLabeler, FramePseudoLabels, dense_frame_labels
-from training.pseudo.assembly import assemble_point_labels
+from training.pseudo.assembly import SeenUnseenSplit, assemble_point_labels
 from training.pseudo.dense_targets import DenseTargets
 from training.pseudo.instance_labels import CropEncoder
 from training.pseudo.pop3d import pop3d_targets
@@ -224,8 +225,9 @@ class ChunkLabeler:
                 tensors[f'image/{m}'] = encode_image(v.image, cfg.store.image_format, cfg.store.jpeg_quality)
         lap('encode')
         if 'dense' in self.methods:
+            split = self.split if gt is not None else SeenUnseenSplit.annotation_free(self.class_names)
             if views:
-                labels, _ = dense_frame_labels(frame, maps, self.text, self.split, chosen, use_vis,
+                labels, _ = dense_frame_labels(frame, maps, self.text, split, chosen, use_vis,
                                                cfg.affinity3d.assembly, self.sampling)
             else:       # no camera: no teacher label; GZS ground truth follows the assembly rules
                 gzs = gt is not None and not self.split.unseen_mask.all()

@@ -15,8 +15,8 @@ never mix and stay reusable when the settings come back. File names hold hashes 
 (never message contents).
 
 A shard holds, per unit ``j`` (a frame or a scene), tensors named ``u<j>/<field>`` (see
-:mod:`training.store.labeling`); its safetensors header metadata repeats the unit keys. A chunk is done
-when its record exists and the shard's sha256 equals the record's: anything else (missing, truncated,
+:mod:`training.store.labeling`); its safetensors header metadata (one key, ``ovp``: JSON) repeats the unit
+list. A chunk is done when its record exists and the shard's sha256 equals the record's: anything else (missing, truncated,
 bit-flipped) is made again, never read.
 """
 from __future__ import annotations
@@ -150,8 +150,13 @@ class ChunkRecord:
         return cls(**data)
 
 
-def write_shard(path: Path, tensors: Mapping[str, Any], metadata: Mapping[str, str]) -> tuple[str, int]:
-    """Write a safetensors shard atomically; returns (sha256, bytes). Arrays may be numpy or torch."""
+def write_shard(path: Path, tensors: Mapping[str, Any], metadata: Mapping[str, Any]) -> tuple[str, int]:
+    """Write a safetensors shard atomically; returns (sha256, bytes). Arrays may be numpy or torch.
+
+    ``metadata`` goes into the header as ONE key (``ovp``, canonical JSON): safetensors keeps header
+    metadata in a hash map whose order varies between writes, and shards must be byte-identical when their
+    content is (resumed, re-made and single- / multi-worker stores compare by sha256).
+    """
     from safetensors.torch import save_file
     out = {}
     for name, value in tensors.items():
@@ -159,7 +164,8 @@ def write_shard(path: Path, tensors: Mapping[str, Any], metadata: Mapping[str, s
         out[name] = t.contiguous()
     if not out:
         out['_empty'] = torch.zeros(0, dtype=torch.uint8)     # a shard is never an empty file
-    atomic_write(path, lambda tmp: save_file(out, tmp, metadata=dict(metadata)), suffix='.safetensors')
+    header = {'ovp': json.dumps(dict(metadata), sort_keys=True)}
+    atomic_write(path, lambda tmp: save_file(out, tmp, metadata=header), suffix='.safetensors')
     return file_sha256(path), path.stat().st_size
 
 
