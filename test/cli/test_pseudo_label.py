@@ -50,8 +50,8 @@ def test_kitti_sample_with_a_random_tiny_clip(kitti_raw_dir, tmp_path, capsys):
 
 def test_a_bag_without_the_topics_lists_what_it_has(tmp_path, capsys):
     write_sim_bag(tmp_path / 'bag', sim_frames(1, image_size='tiny', beams=(8, 64)))
-    code = main(['pseudo-label', str(tmp_path / 'bag'), '--out', str(tmp_path / 'out'), '--teacher', 'synthetic',
-                 '--camera-topics', '/front/image_raw', '--vocabulary', 'sim'])
+    code = main(['pseudo-label', str(tmp_path / 'bag'), '--out', str(tmp_path / 'out'), '--teacher',
+                 'synthetic', '--camera-topics', '/front/image_raw', '--vocabulary', 'sim'])
     err = capsys.readouterr().err
     assert code == 2 and "['/front/image_raw', '/front/camera_info']" in err and '/velodyne_points' in err
     assert main(['pseudo-label', str(tmp_path / 'nope'), '--out', str(tmp_path / 'o')]) == 2

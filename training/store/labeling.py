@@ -10,8 +10,9 @@ methods of :mod:`training.pseudo` on them:
   (:class:`~training.pseudo.dense_targets.DenseTargets`: the low-resolution maps, per camera the bit mask
   of the points used and their float32 ``uv``), and Affinity3D's "MC" labels from them
   (:func:`~training.pseudo.affinity3d.dense_frame_labels`; in GZS over the unseen classes with the seen
-  ground truth kept, or over every class for a unit without ground truth). The dense targets are always stored: they are
-  POP-3D's feature targets (Eq. 5-7), the knowledge-transfer inputs (uv, camera) and CNS's 2D labels.
+  ground truth kept, or over every class for a unit without ground truth). The dense targets are always
+  stored: they are POP-3D's feature targets (Eq. 5-7), the knowledge-transfer inputs (uv, camera) and
+  CNS's 2D labels.
 - ``affinity3d``: PL' of Sec. 3.2-3.5 (superpoints, crops, Eq. 4, the temporal queue of Eq. 5-8, Eq. 10);
   the queue spans the units of one shard (it is flushed at the end of the shard).
 - ``cns``: regions per image, max-voted CLIP labels, each point's region (its first visible camera).

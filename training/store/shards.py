@@ -16,8 +16,8 @@ never mix and stay reusable when the settings come back. File names hold hashes 
 
 A shard holds, per unit ``j`` (a frame or a scene), tensors named ``u<j>/<field>`` (see
 :mod:`training.store.labeling`); its safetensors header metadata (one key, ``ovp``: JSON) repeats the unit
-list. A chunk is done when its record exists and the shard's sha256 equals the record's: anything else (missing, truncated,
-bit-flipped) is made again, never read.
+list. A chunk is done when its record exists and the shard's sha256 equals the record's: anything else
+(missing, truncated, bit-flipped) is made again, never read.
 """
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""Synthetic street bag -> ``ovp pseudo-label --teacher synthetic`` -> store -> Dataset, against the methods run
-directly on the same frames; resuming after a kill, a corrupted shard, disjoint ranks."""
+"""Street bag -> ``ovp pseudo-label --teacher synthetic`` -> store -> Dataset, against the methods directly.
+
+Also: resuming after a kill, a corrupted shard, disjoint ranks, worker processes.
+"""
 from __future__ import annotations
 
 import json
@@ -30,7 +32,8 @@ from .conftest import UNSEEN
 
 
 def perception() -> PerceptionConfig:
-    return with_overrides(PerceptionConfig(), {'vocabulary.classes': STREET_CLASSES, 'fusion.visibility_block': 2})
+    return with_overrides(PerceptionConfig(), {'vocabulary.classes': STREET_CLASSES,
+                                               'fusion.visibility_block': 2})
 
 
 def method(**changes):
@@ -50,8 +53,9 @@ def direct(street):
     emb = clip_like_text_embeddings(STREET_CLASSES, 64, seed=0)
     teacher = ClipLikeTeacher(emb, STREET_CLASSES, ClipLikeNoise(seed=1), downsample=8)
     f = cfg.fusion
-    vis_cfg = VisibilityConfig(variant=f.visibility, threshold=f.visibility_threshold, block=f.visibility_block,
-                               dilation=f.visibility_dilation, relative_threshold=f.visibility_relative_threshold)
+    vis_cfg = VisibilityConfig(variant=f.visibility, threshold=f.visibility_threshold,
+                               block=f.visibility_block, dilation=f.visibility_dilation,
+                               relative_threshold=f.visibility_relative_threshold)
     a3d = Affinity3DConfig(setting='gzs', unseen=UNSEEN, affinity=AffinityConfig(queue_size=10))
     split = a3d.split(STREET_CLASSES)
     affinity, dense, visible = [], [], []
@@ -111,8 +115,8 @@ def test_teacher_features_regenerate_the_pipelines_fused_features(street_store, 
 
 def test_float32_maps_regenerate_the_features_exactly(street, direct, tmp_path):
     out = tmp_path / 'f32'
-    build_store([street['bag']], out, perception(), method(**{'store.map_dtype': 'float32', 'methods': 'dense'}),
-                progress=False)
+    build_store([street['bag']], out, perception(),
+                method(**{'store.map_dtype': 'float32', 'methods': 'dense'}), progress=False)
     ds = PseudoLabelDataset(out, label_source='dense')
     for i in range(len(ds)):
         t = ds.dense_targets(i)
