@@ -27,7 +27,7 @@ def street_args(bag: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope='session')
 def street(tmp_path_factory) -> dict:
-    """Four consecutive sweeps of a seeded street (the ego drives 1.5 m per sweep along x) as a bag."""
+    """Write four consecutive sweeps of a seeded street (the ego drives 1.5 m per sweep along x) as a bag."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp('street')
     frames = street_sequence(3, FRAMES, step=STEP, image_size=(120, 400),
@@ -43,7 +43,7 @@ def street(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope='session')
 def street_store(street) -> Path:
-    """The street bag's store, made once through the CLI."""
+    """Make the street bag's store once, through the CLI."""
     from perception_nodes.cli.main import main
     out = street['root'] / 'store'
     assert main(street_args(street['bag'], out)) == 0
