@@ -256,13 +256,17 @@ class PseudoLabelDataset(Dataset):
             'points': torch.from_numpy(np.ascontiguousarray(a['points'], dtype=np.float32)),
             'labels': torch.from_numpy(a[key].astype(np.int64)),
             'visible': torch.from_numpy(np.unpackbits(a['visible'], count=n).astype(bool))}
-        for name in ('gt_labels', 'gt_instances', 'regions', 'sweep'):
+        for name in ('gt_labels', 'gt_instances', 'sweep'):
             if name in a:
                 out[name] = torch.from_numpy(a[name].astype(np.int64))
         dense = {k[len('dense/'):]: v for k, v in a.items() if k.startswith('dense/')}
         if dense:
             targets = DenseTargets.from_arrays(dense)
             index = np.flatnonzero(targets.seen)
+            if 'regions' in a:                  # stored at the seen points only (training.store.labeling)
+                regions = np.full(n, -1, dtype=np.int64)
+                regions[index] = a['regions']
+                out['regions'] = torch.from_numpy(regions)
             out['teacher_index'] = torch.from_numpy(index.astype(np.int64))
             out['teacher_features'] = targets.features(index).half()
             images = [a[f'image/{m}'] for m in range(targets.num_cameras) if f'image/{m}' in a]

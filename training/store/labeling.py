@@ -23,11 +23,12 @@ Tensors of unit ``j`` in its shard (``u<j>/`` + name; N points, M usable cameras
 
     points             (N, 4) float32   x, y, z, intensity (0 without intensity), LiDAR (scene) frame
     visible            (ceil(N/8),) uint8  packed bits: visible in some camera (the pipeline's test)
-    labels/<method>    (N,) int16       class index, -1 ignore (dense, affinity3d, cns)
-    gt_labels          (N,) int16       ground truth as vocabulary indices, -1 none (when the cloud has it)
+    labels/<method>    (N,) int8/int16  class index, -1 ignore (dense, affinity3d, cns); int8 below 128 classes
+    gt_labels          (N,) int8/int16  ground truth as vocabulary indices, -1 none (when the cloud has it)
     gt_instances       (N,) int32       ground-truth instance ids as in the cloud
     dense/...          DenseTargets.to_arrays(): map_<m> (C, h, w), used_<m>, uv_<m>, image_sizes, ...
-    regions            (N,) int32       CNS region id (unique across cameras), -1 none
+    regions            (n,) int32       CNS region id (unique across cameras) of the n points the dense
+                                        targets see (ascending point order; the others have none), -1 none
     image/<m>          (B,) uint8       JPEG / PNG bytes of camera m's image
     masks/ids          (N,) int32       UnScene3D mask index per point, -1 none; masks/scores (Q,) float32
     pop3d/occupied/<g> (V,) int32       sorted linear indices of the occupied voxels of grid g
@@ -58,7 +59,12 @@ from training.pseudo.visibility import PointVisibility
 from training.store.config import PseudoLabelConfig
 from training.store.shards import UnitMeta
 
-LABEL_DTYPE = np.int16
+
+def label_dtype(num_classes: int) -> type:
+    """Smallest signed integer type holding the class indices and -1: int8 below 128 classes, else int16."""
+    if num_classes > np.iinfo(np.int16).max:
+        raise ValueError(f'{num_classes} classes do not fit the stored int16 labels')
+    return np.int8 if num_classes <= np.iinfo(np.int8).max else np.int16
 
 
 @dataclass
@@ -152,8 +158,7 @@ class ChunkLabeler:
         self.config = config
         self.class_names = list(class_names)
         self.num_classes = len(self.class_names)
-        if self.num_classes > np.iinfo(LABEL_DTYPE).max:
-            raise ValueError(f'{self.num_classes} classes do not fit the stored int16 labels')
+        self.label_dtype = label_dtype(self.num_classes)
         self.text = text_embeddings.float().cpu()
         self.sampling = sampling
         self.gt_lut = gt_lut
@@ -216,7 +221,7 @@ class ChunkLabeler:
         targets = DenseTargets.encode(maps, vis.projection.uv, vis.visible, sizes, self.sampling, map_dtype)
         tensors.update({f'dense/{k}': v for k, v in targets.to_arrays().items()})
         if gt is not None:
-            tensors['gt_labels'] = gt.astype(LABEL_DTYPE)
+            tensors['gt_labels'] = gt.astype(self.label_dtype)
         if frame.instances is not None:
             tensors['gt_instances'] = np.asarray(frame.instances, dtype=np.int32)
         if unit.sweep is not None:
@@ -235,14 +240,15 @@ class ChunkLabeler:
                 labels = assemble_point_labels(np.full(n, -1), np.zeros(0, dtype=np.int64),
                                                np.zeros(n, dtype=bool), gt if gzs else None,
                                                self.split.seen_mask if gzs else None, cfg.affinity3d.assembly)
-            tensors['labels/dense'] = labels.labels.astype(LABEL_DTYPE)
+            tensors['labels/dense'] = labels.labels.astype(self.label_dtype)
             stats['dense'] = label_counts(labels.labels, self.num_classes)
             lap('dense')
         if 'cns' in self.methods:
             rt = frame_region_targets([v.image for v in views], maps, self.text, vis.projection.uv,
                                       vis.visible, cfg.cns)
-            tensors['labels/cns'] = rt.point_labels.astype(LABEL_DTYPE)
-            tensors['regions'] = rt.regions.primary().astype(np.int32)
+            tensors['labels/cns'] = rt.point_labels.astype(self.label_dtype)
+            primary = rt.regions.primary()           # -1 wherever no camera sees the point: store the seen
+            tensors['regions'] = primary[targets.seen].astype(np.int32)
             stats['cns'] = label_counts(rt.point_labels, self.num_classes)
             stats['cns']['regions'] = int(sum(int(r.max(initial=-1)) + 1 for r in rt.region_maps))
             lap('cns')
@@ -293,7 +299,7 @@ class ChunkLabeler:
         for d in done:
             r = self._pending[d.key]
             labels = d.point_labels.labels
-            r.tensors['labels/affinity3d'] = labels.astype(LABEL_DTYPE)
+            r.tensors['labels/affinity3d'] = labels.astype(self.label_dtype)
             r.stats['affinity3d'] = label_counts(labels, self.num_classes)
             r.stats['affinity3d'].update({'superpoints': int(d.kept.size),
                                           'kept_instances': int(d.kept.sum())})
