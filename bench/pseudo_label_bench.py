@@ -1,6 +1,6 @@
 """``ovp pseudo-label`` on the KITTI sample bag: store bytes per frame, frames/s (1 and 2 workers), peak RSS.
 
-    python bench/pseudo_label_bench.py [--frames 4] [--clip-model ViT-B-32] [--methods dense,affinity3d,cns,pop3d]
+    python bench/pseudo_label_bench.py [--frames 4] [--clip-model ViT-B-32] [--methods dense,cns,...]
 
 Prints ONE JSON line. The teacher is ``--clip-model`` with random weights (``--clip-pretrained none``: no
 weights ship; the architecture, hence the feature-map size and the compute, is the real one; the labels
@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         points = s['points'] / max(s['units'], 1)
         out = {'bench': 'pseudo_label', 'data': 'KITTI raw 2011_09_26 sample (ovp kitti-to-bag)',
                'frames': s['units'], 'points_per_frame': round(points),
-               'teacher': f'{args.clip_model} random weights (speed and sizes only), 1 template, semantickitti',
+               'teacher': f'{args.clip_model} random weights (speed and sizes only), 1 template, '
+                          'semantickitti',
                'methods': args.methods, 'bytes_per_frame': s['bytes']['per_unit'], 'bytes_by_group': groups,
                'per_point_512d_fp16_bytes': round(points * 512 * 2),
                'workers_1': one, 'workers_2': two, 'two_workers_same_shards': same,

@@ -23,7 +23,7 @@ Tensors of unit ``j`` in its shard (``u<j>/`` + name; N points, M usable cameras
 
     points             (N, 4) float32   x, y, z, intensity (0 without intensity), LiDAR (scene) frame
     visible            (ceil(N/8),) uint8  packed bits: visible in some camera (the pipeline's test)
-    labels/<method>    (N,) int8/int16  class index, -1 ignore (dense, affinity3d, cns); int8 below 128 classes
+    labels/<method>    (N,) int8/int16  class index, -1 ignore (dense, affinity3d, cns); int8 if K < 128
     gt_labels          (N,) int8/int16  ground truth as vocabulary indices, -1 none (when the cloud has it)
     gt_instances       (N,) int32       ground-truth instance ids as in the cloud
     dense/...          DenseTargets.to_arrays(): map_<m> (C, h, w), used_<m>, uv_<m>, image_sizes, ...
