@@ -14,9 +14,12 @@ with 3D features (τ_cut = 0.55) and, on the rooms, 2D + 3D (τ_cut = 0.65); eac
 denser "min foreground segments = 2" setting of Table 9.
 
 Measures (``training.pseudo.quality.mask_quality``): mean best IoU per ground-truth instance, recall at
-IoU 0.5 / 0.25, precision of the masks at IoU 0.5, counts. Class-agnostic AP / AP50 / AP25 (ScanNet
-protocol) are not computed yet: ``perception_nodes.metrics.instances`` is being written elsewhere; when it
-lands, add its call in :func:`evaluate` (the masks, their scores and the ground truth are all there).
+IoU 0.5 / 0.25, precision of the masks at IoU 0.5, counts; and class-agnostic AP / AP50 / AP25 of the
+ScanNet protocol (``perception_nodes.metrics.instances.InstanceAccumulator``: AP over IoU 0.50:0.05:0.90,
+predictions and ground truth below ``min_region_size`` points not evaluated; pooled over the rooms).
+Minimum region size: the benchmark's 100 vertices on ScanNet, 50 points on the synthetic rooms (4 cm
+scans: small boxes and lamps would otherwise vanish from the ground truth). The confidence of a NCut mask
+is its cut order (earlier = higher, Sec. 3.1.4); of a Felzenszwalb segment its share of the points.
 
     python bench/unscene3d_masks.py [--rooms 3] [--quick]
 """
@@ -34,6 +37,7 @@ import numpy as np
 import torch
 
 from perception_nodes.geometry.projection import project_points
+from perception_nodes.metrics.instances import SCANNET_MIN_REGION_SIZE, InstanceAccumulator
 from perception_nodes.geometry.sim.room import ROOM_CLASSES, make_room, room_view
 from perception_nodes.teacher.oracle import ClipLikeNoise, ClipLikeTeacher, clip_like_text_embeddings
 from training.pseudo.dense_targets import DenseTargets
@@ -52,11 +56,23 @@ PAPER = {'source': 'UnScene3D Table 4 (initial pseudo masks, ScanNet val) and Ta
          'note': 'initial masks are sparse by design (few, clean masks; recall is low until self-training)'}
 
 
-def evaluate(pred: PseudoMasks, gt_ids: np.ndarray, gt_valid: np.ndarray) -> dict:
-    """Mask quality of one method on one scene (the place to add the AP call)."""
-    q = mask_quality(pred.instance_ids, gt_ids, gt_valid, min_gt_points=50)
-    q['ap'] = None   # class-agnostic AP / AP50 / AP25: perception_nodes.metrics.instances (not merged yet)
+def evaluate(pred: PseudoMasks, gt_ids: np.ndarray, gt_valid: np.ndarray,
+             accumulator: InstanceAccumulator | None = None, min_points: int = 50) -> dict:
+    """Mask quality of one method on one scene; the scene also goes into ``accumulator`` (AP)."""
+    q = mask_quality(pred.instance_ids, gt_ids, gt_valid, min_gt_points=min_points)
+    gt = np.where(gt_valid, gt_ids, -1)
+    acc = accumulator if accumulator is not None else InstanceAccumulator(min_region_size=min_points)
+    acc.update(gt, pred.masks(), pred.scores)
+    if accumulator is None:
+        q.update(ap_summary(acc))
     return q
+
+
+def ap_summary(acc: InstanceAccumulator) -> dict:
+    """AP / AP50 / AP25 (rounded) and the counts of one accumulator."""
+    r = acc.compute()
+    return {'ap': round(r.ap, 4), 'ap50': round(r.ap50, 4), 'ap25': round(r.ap25, 4), 'ap_gt': r.num_gt,
+            'ap_pred': r.num_pred, 'min_region_size': r.min_region_size}
 
 
 def methods(points: np.ndarray, segments, features_2d: np.ndarray | None) -> dict[str, PseudoMasks]:
@@ -106,7 +122,8 @@ def scannet(data: Path, fh: FHConfig) -> dict | str:
     fh_s = time.perf_counter() - t
     valid = np.isin(sem, SCANNET_INSTANCE_NYU40)
     t = time.perf_counter()
-    res = {name: evaluate(m, ins, valid) for name, m in methods(verts[:, :3], segments, None).items()}
+    res = {name: evaluate(m, ins, valid, min_points=SCANNET_MIN_REGION_SIZE)
+           for name, m in methods(verts[:, :3], segments, None).items()}
     return {'points': int(len(verts)), 'segments': segments.num_segments, 'fh_seconds': round(fh_s, 2),
             'ncut_seconds': round(time.perf_counter() - t, 2),
             'results': {k: {m: (round(v, 4) if isinstance(v, float) else v) for m, v in r.items()}
@@ -125,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = clip_like_text_embeddings(ROOM_CLASSES, 64, seed=0)
     teacher = ClipLikeTeacher(emb, ROOM_CLASSES, ClipLikeNoise(seed=2), downsample=8)
     per_method: dict[str, list[dict]] = {}
+    accumulators: dict[str, InstanceAccumulator] = {}
     segs = []
     for seed in range(1 if args.quick else args.rooms):
         room = make_room(seed, n_objects=8, rays=(360, 180)) if args.quick else make_room(seed, n_objects=12)
@@ -132,16 +150,17 @@ def main(argv: list[str] | None = None) -> int:
         segs.append(segments.num_segments)
         f2d = room_features_2d(room, teacher)
         for name, masks in methods(room.points, segments, f2d).items():
-            per_method.setdefault(name, []).append(evaluate(masks, room.instances, room.object_mask))
-    rooms = {name: pooled(qs) for name, qs in per_method.items()}
+            acc = accumulators.setdefault(name, InstanceAccumulator(min_region_size=50))
+            per_method.setdefault(name, []).append(evaluate(masks, room.instances, room.object_mask, acc))
+    rooms = {name: {**pooled(qs), **ap_summary(accumulators[name])} for name, qs in per_method.items()}
     out = {'bench': 'unscene3d_masks', 'rooms': len(segs), 'room_segments': segs,
            'segments': {'method': 'Felzenszwalb-Huttenlocher on a kNN point graph, normals from PCA',
                         **{k: v for k, v in vars(fh).items()}},
            'ncut': {k: v for k, v in vars(replace(NCutConfig())).items()},
            'synthetic_rooms': rooms,
            'scannet_scene0000_00': 'skipped (--quick)' if args.quick else scannet(shared_data_dir(), fh),
-           'ap': 'not computed: perception_nodes.metrics.instances (class-agnostic AP, ScanNet protocol) is '
-                 'not in this branch; evaluate() is where its one call goes',
+           'ap': 'class-agnostic, ScanNet protocol (perception_nodes.metrics.instances); rooms pooled, '
+                 'min region 50 points; ScanNet min region 100 vertices',
            'paper': PAPER, 'seconds': round(time.perf_counter() - t0, 1), 'python': platform.python_version()}
     print(json.dumps(out))
     return 0
