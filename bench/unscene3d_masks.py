@@ -130,6 +130,56 @@ def scannet(data: Path, fh: FHConfig) -> dict | str:
                         for k, r in res.items()}}
 
 
+def scannet_store(data: Path, fh: FHConfig, direct: dict | str) -> dict | str:
+    """Run the same scene through the one path: scannet-to-bag, pseudo-label, the Dataset.
+
+    ``ovp scannet-to-bag`` -> ``ovp pseudo-label`` (a scene of its 3 frames, 3D-only NCut, the tiny random
+    CLIP as the teacher: its features are not used) -> ``PseudoLabelDataset``.
+    """
+    import contextlib
+    import io
+    import tempfile
+
+    from perception_nodes.cli.main import main as ovp
+    from perception_nodes.io.scannet_bag import scannet_to_bag
+    from training.store.dataset import PseudoLabelDataset
+    scene = data / 'scannet_scene0000_00'
+    if not (scene / 'posed_images').is_dir():
+        return f'not found: {scene}'
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        info = scannet_to_bag(scene, tmp / 'bag')
+        args = ['pseudo-label', str(tmp / 'bag'), '--out', str(tmp / 'store'), '--quiet',
+                '--clip-model', 'ovp-tiny', '--clip-pretrained', 'none',
+                '--set', 'teacher.input_size=[64,128]',
+                '--set', 'vocabulary.templates=[a photo of a {}.]', '--set', f'teacher.cache_dir={tmp}',
+                '--vocabulary', 'scannet20', '--methods', 'unscene3d', '--fixed-frame', 'map',
+                '--scene-sweeps', str(info.frames), '--scene-voxel', '0.001',
+                '--method-set', 'unscene3d.use_2d=false']
+        args += [f for k, v in vars(fh).items() for f in ('--method-set', f'unscene3d.segments.{k}={v}')]
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            code = ovp(args)
+        if code != 0:
+            return f'ovp pseudo-label failed with exit status {code}'
+        seconds = time.perf_counter() - start
+        s = PseudoLabelDataset(tmp / 'store')[0]
+    from perception_nodes.vocabulary import load_vocabulary
+    vocab = load_vocabulary('scannet20')
+    gt_labels, gt_ids = s['gt_labels'].numpy(), s['gt_instances'].numpy()
+    structure = [vocab.index('wall'), vocab.index('floor')]
+    valid = (gt_labels >= 0) & ~np.isin(gt_labels, structure)           # the 18 instance classes
+    pred = PseudoMasks(np.where(s['pseudo_masks'].numpy().any(0), s['pseudo_masks'].numpy().argmax(0), -1),
+                       s['mask_scores'].numpy().astype(np.float64), [], np.zeros(0, dtype=np.int64))
+    q = evaluate(pred, gt_ids, valid, min_points=SCANNET_MIN_REGION_SIZE)
+    q = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in q.items()}
+    same = isinstance(direct, dict) and all(q[k] == direct['results']['ncut_3d_minfg8'][k]
+                                            for k in ('ap', 'ap50', 'ap25', 'masks', 'gt_instances'))
+    return {'route': 'ovp scannet-to-bag -> ovp pseudo-label (scene of every frame) -> PseudoLabelDataset',
+            'points': int(s['points'].shape[0]), 'frames': info.frames, 'seconds': round(seconds, 1),
+            'ncut_3d_minfg8': q, 'equals_direct_ncut_3d_minfg8': bool(same)}
+
+
 def main(argv: list[str] | None = None) -> int:
     from perception_nodes.io.kitti import shared_data_dir
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -153,12 +203,15 @@ def main(argv: list[str] | None = None) -> int:
             acc = accumulators.setdefault(name, InstanceAccumulator(min_region_size=50))
             per_method.setdefault(name, []).append(evaluate(masks, room.instances, room.object_mask, acc))
     rooms = {name: {**pooled(qs), **ap_summary(accumulators[name])} for name, qs in per_method.items()}
+    direct = 'skipped (--quick)' if args.quick else scannet(shared_data_dir(), fh)
     out = {'bench': 'unscene3d_masks', 'rooms': len(segs), 'room_segments': segs,
            'segments': {'method': 'Felzenszwalb-Huttenlocher on a kNN point graph, normals from PCA',
                         **{k: v for k, v in vars(fh).items()}},
            'ncut': {k: v for k, v in vars(replace(NCutConfig())).items()},
            'synthetic_rooms': rooms,
-           'scannet_scene0000_00': 'skipped (--quick)' if args.quick else scannet(shared_data_dir(), fh),
+           'scannet_scene0000_00': direct,
+           'scannet_scene0000_00_store': 'skipped (--quick)' if args.quick else
+           scannet_store(shared_data_dir(), fh, direct),
            'ap': 'class-agnostic, ScanNet protocol (perception_nodes.metrics.instances); rooms pooled, '
                  'min region 50 points; ScanNet min region 100 vertices',
            'paper': PAPER, 'seconds': round(time.perf_counter() - t0, 1), 'python': platform.python_version()}

@@ -6,7 +6,8 @@ dict; N points, M cameras, n points with a teacher feature, Q pseudo masks::
     field              shape          dtype     meaning
     frame_key          str                      '<bag>:<cloud>' (frame) or '<bag>:s<scene>' (scene)
     points             (N, 4)         float32   x, y, z, intensity in the LiDAR (first sweep's) frame
-    labels             (N,)           int64     pseudo-label class index, -1 ignore (``label_source``)
+    labels             (N,)           int64     pseudo-label class index, -1 ignore (``label_source``; all
+                                                -1 in a store without a label method, e.g. UnScene3D only)
     visible            (N,)           bool      visible in some camera after the occlusion test
     gt_labels          (N,)           int64     ground truth as vocabulary indices, -1 none    [optional]
     gt_instances       (N,)           int64     ground-truth instance ids as in the bag         [optional]
@@ -184,7 +185,7 @@ class PseudoLabelDataset(Dataset):
         self.index = load_index(self.root)
         self.info = store_info(self.root, self.index, verify)
         self.label_source = label_source or self.info.label_source
-        if self.label_source not in self.info.label_methods:
+        if self.label_source and self.label_source not in self.info.label_methods:
             raise ValueError(f'no {self.label_source!r} labels in this store (it has '
                              f'{self.info.label_methods or "none"})')
         self.verify = verify
@@ -251,10 +252,11 @@ class PseudoLabelDataset(Dataset):
         a = self.arrays(i)
         n = int(a['points'].shape[0])
         key = f'labels/{self.label_source}'
+        labels = a[key].astype(np.int64) if self.label_source else np.full(n, -1, dtype=np.int64)
         out: dict[str, Any] = {
             'frame_key': self.key(i),
             'points': torch.from_numpy(np.ascontiguousarray(a['points'], dtype=np.float32)),
-            'labels': torch.from_numpy(a[key].astype(np.int64)),
+            'labels': torch.from_numpy(labels),
             'visible': torch.from_numpy(np.unpackbits(a['visible'], count=n).astype(bool))}
         for name in ('gt_labels', 'gt_instances', 'sweep'):
             if name in a:
