@@ -169,8 +169,10 @@ def scannet_store(data: Path, fh: FHConfig, direct: dict | str) -> dict | str:
     gt_labels, gt_ids = s['gt_labels'].numpy(), s['gt_instances'].numpy()
     structure = [vocab.index('wall'), vocab.index('floor')]
     valid = (gt_labels >= 0) & ~np.isin(gt_labels, structure)           # the 18 instance classes
-    pred = PseudoMasks(np.where(s['pseudo_masks'].numpy().any(0), s['pseudo_masks'].numpy().argmax(0), -1),
-                       s['mask_scores'].numpy().astype(np.float64), [], np.zeros(0, dtype=np.int64))
+    masks = s['pseudo_masks'].numpy()                                   # disjoint: back to per-point ids
+    scores = s['mask_scores'].numpy().astype(np.float64)
+    pred = PseudoMasks(np.where(masks.any(0), masks.argmax(0), -1), scores,
+                       [np.array([m]) for m in range(len(masks))], np.zeros(0, dtype=np.int64))
     q = evaluate(pred, gt_ids, valid, min_points=SCANNET_MIN_REGION_SIZE)
     q = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in q.items()}
     same = isinstance(direct, dict) and all(q[k] == direct['results']['ncut_3d_minfg8'][k]

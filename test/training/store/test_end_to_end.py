@@ -191,3 +191,12 @@ def test_two_worker_processes_make_the_same_store(street, street_store, tmp_path
     summary = json.loads((out / 'summary.json').read_text())
     assert sorted(r['rank'] for r in summary['run']['ranks']) == [0, 1]
     assert all(r['chunks_made'] == 1 and r['peak_rss_mb'] > 0 for r in summary['run']['ranks'])
+
+
+def test_max_frames_takes_the_first_chunks_of_the_same_store(street, street_store, tmp_path):
+    out = tmp_path / 'two'
+    summary = build_store([street['bag']], out, with_overrides(perception(), {'replay.max_frames': 2}),
+                          method(), progress=False)
+    assert summary['units'] == 2 and summary['config_hash'] == json.loads(
+        (street_store / 'index.json').read_text())['config_hash']       # max_frames is not part of the key
+    assert shard_digests(out) == shard_digests(street_store)[:1]
