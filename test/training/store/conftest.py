@@ -27,7 +27,7 @@ def street_args(bag: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope='session')
 def street(tmp_path_factory) -> dict:
-    """Write four consecutive sweeps of a seeded road scene as a bag; the ego drives 1.5 m per sweep along x."""
+    """Write four consecutive sweeps of a seeded road scene as a bag (the ego drives 1.5 m per sweep)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp('street')
     frames = street_sequence(3, FRAMES, step=STEP, image_size=(120, 400),
