@@ -1,6 +1,9 @@
 """Pseudo-label generation methods of the seed papers, as pure functions on arrays.
 
-One module per job (the store / ``ovp pseudo-label`` command builds on these):
+One module per job. The store (:mod:`training.store`, ``ovp pseudo-label``) runs them on the perception
+pipeline's outputs (its projections, visibility and teacher maps); the functions here that compute those
+themselves (:mod:`~training.pseudo.visibility`, ``Affinity3DLabeler.visibility``) are the direct reference
+the store is tested against and what the synthetic benches use.
 
 - :mod:`~training.pseudo.superpoints`: Affinity3D instance generation (GZS DBSCAN, annotation-free FH).
 - :mod:`~training.pseudo.oversegment`: Felzenszwalb-Huttenlocher on point graphs with normals.
