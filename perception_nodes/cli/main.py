@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'replay': ('replay', 'run the perception pipeline over a bag and write an output bag'),
     'demo': ('demo', 'build sample bags and replay them (the README main job)'),
     'export': ('export', 'export a student checkpoint to ONNX (and a TensorRT engine)'),
+    'train': ('train', 'train a 3D student from a pseudo-label store (torchrun-ready)'),
 }
 
 

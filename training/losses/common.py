@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 # Our choice (no paper gives it): CLIP's own logit scale (exp(4.6052) = 100) turns cosine similarities
 # to the text embeddings into logits (perception_nodes.classify.cosine_logits), so that softmax(F · EMB)

@@ -167,9 +167,10 @@ class KnowledgeTransferBranch(nn.Module):
         out = KnowledgeTransferOutput([], [], [], [], f2d)
         for i, f3d in enumerate(point_features):
             fused, gate = self.fusions[i](f2d[i], self.learners[i](f3d))
-            out.logits_3d.append(cosine_logits(self.heads_3d[i](f3d), text_embeddings, self.config.logit_scale))
+            out.logits_3d.append(cosine_logits(self.heads_3d[i](f3d), text_embeddings,
+                                               self.config.logit_scale))
             out.logits_fused.append(cosine_logits(self.heads_fused[i](fused), text_embeddings,
-                                                self.config.logit_scale))
+                                                  self.config.logit_scale))
             out.gates.append(gate)
             out.fused.append(fused)
         return out
