@@ -217,6 +217,8 @@ class LoopConfig:
     device: str = 'auto'                 # auto | cpu | cuda
 
     def __post_init__(self) -> None:
+        if self.amp is False:            # YAML 1.1 reads a bare `off` as false
+            self.amp = 'off'
         if self.batch_size < 1 or self.log_every < 1 or self.checkpoint_every < 1 or self.eval_every < 1:
             raise ValueError('train.batch_size, log_every, checkpoint_every and eval_every must be >= 1')
         if self.amp not in ('auto', 'off', 'fp16', 'bf16'):

@@ -226,12 +226,13 @@ def evaluate(recipe: Any, dataset: Any, device: torch.device) -> dict[str, Any]:
     Semantic metrics of the student on all, camera-visible and camera-invisible points, of the pseudo-labels
     themselves (the teacher), and class-agnostic AP when the recipe predicts masks.
     """
-    from perception_nodes.metrics import InstanceAccumulator, SemanticAccumulator
+    from perception_nodes.metrics import SCANNET_MIN_REGION_SIZE, InstanceAccumulator, SemanticAccumulator
 
     names = dataset.info.class_names
     accs = {k: SemanticAccumulator(class_names=names) for k in
             ('student', 'student_visible', 'student_invisible', 'teacher', 'teacher_visible')}
-    inst = InstanceAccumulator()
+    min_size = getattr(recipe.params, 'eval_min_region_size', SCANNET_MIN_REGION_SIZE)
+    inst = InstanceAccumulator(min_region_size=min_size)
     have_gt = have_inst = False
     was = recipe.training
     recipe.eval()

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from perception_nodes.metrics import SCANNET_MIN_REGION_SIZE
 from training.data.sample import FrameSample
 from training.losses import LossSpec
 from training.losses.instance import TAU_DROP
@@ -64,6 +65,7 @@ class UnScene3DParams(RecipeParams):
     keep_previous: bool = False
     semantic_weight: float = 0.0
     allow_range_student: bool = False
+    eval_min_region_size: int = SCANNET_MIN_REGION_SIZE   # ScanNet benchmark's minimum instance size (points)
 
 
 @dataclass
