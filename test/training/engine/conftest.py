@@ -25,7 +25,7 @@ SIM_VAL = 'sim:frames=2,seed=7,beams=8,azimuth=128,image=32x96,embed_dim=16'
 
 
 def tiny(recipe: str, arch: str = 'range_unet', steps: int = 4, *overrides: str, **sections: Any) -> dict:
-    """Return the recipe's YAML tree with a tiny student, ``steps`` steps and quiet single-process settings."""
+    """Return the recipe's YAML tree with a tiny student, ``steps`` steps and quiet loop settings."""
     tree = load_yaml_tree(config_dir() / f'{recipe}.yaml')
     tree['student'] = copy.deepcopy(STUDENTS[arch])
     tree['phases'] = [{'name': 'train', 'steps': steps}]
