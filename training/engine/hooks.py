@@ -226,7 +226,8 @@ def evaluate(recipe: Any, dataset: Any, device: torch.device) -> dict[str, Any]:
     Semantic metrics of the student on all, camera-visible and camera-invisible points, of the pseudo-labels
     themselves (the teacher), and class-agnostic AP when the recipe predicts masks.
     """
-    from perception_nodes.metrics import SCANNET_MIN_REGION_SIZE, InstanceAccumulator, SemanticAccumulator
+    from perception_nodes.metrics import (SCANNET_MIN_REGION_SIZE, InstanceAccumulator, SemanticAccumulator,
+                                          split_metrics)
 
     names = dataset.info.class_names
     accs = {k: SemanticAccumulator(class_names=names) for k in
@@ -261,12 +262,16 @@ def evaluate(recipe: Any, dataset: Any, device: torch.device) -> dict[str, Any]:
     finally:
         recipe.train(was)
     out: dict[str, Any] = {}
+    splits = getattr(recipe, 'splits', None)        # head / common / tail from the training counts
     if have_gt:
         for k, acc in accs.items():
             if acc.points:
                 r = acc.compute()
                 out[k] = {'miou': _f(r.miou), 'accuracy': _f(r.accuracy), 'coverage': _f(r.coverage),
                           'points': r.points, 'iou': {n: _f(v) for n, v in zip(names, r.iou)}}
+                if splits:
+                    out[k]['splits'] = {name: _f(split_metrics(r, ids).miou) for name, ids in splits.items()
+                                        if len(ids)}
     if have_inst:
         r = inst.compute()
         out['instances'] = {'ap': _f(r.ap), 'ap50': _f(r.ap50), 'ap25': _f(r.ap25), 'num_gt': r.num_gt,

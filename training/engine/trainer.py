@@ -168,7 +168,8 @@ class Trainer:
         self.augment = self._augment_config()
         self.model: nn.Module = self.recipe
         if self.env.distributed:
-            self.model = nn.parallel.DistributedDataParallel(self.recipe, find_unused_parameters=True)
+            self.model = nn.parallel.DistributedDataParallel(
+                self.recipe, find_unused_parameters=not self.recipe.uses_all_parameters())
         self.plan = GlobalBatchPlan(len(train_set), config.train.batch_size, self.env.world_size, config.seed)
         self.phase_steps = [self._phase_length(p) for p in config.phases]
         self.total_steps = sum(self.phase_steps)

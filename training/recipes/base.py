@@ -206,6 +206,10 @@ class Recipe(nn.Module):
                 parts[k] = parts.get(k, 0.0) + v
         return parts
 
+    def uses_all_parameters(self) -> bool:
+        """Tell whether every parameter gets a gradient each step (DDP skips its unused-parameter search)."""
+        return False
+
     def uses_voxel_language(self) -> bool:
         """Tell whether the loss needs the dense voxel language features (POP-3D)."""
         return False

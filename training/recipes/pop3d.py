@@ -56,6 +56,10 @@ class Pop3DRecipe(Recipe):
     def uses_voxel_language(self) -> bool:
         return True
 
+    def uses_all_parameters(self) -> bool:
+        # the text projection gets no gradient (detached targets) and the point head none without its term
+        return self.base_params.point_feature_weight > 0 and self.student.config.proj_dim is None
+
     def trains_point_semantics(self) -> bool:
         return self.base_params.point_feature_weight > 0
 

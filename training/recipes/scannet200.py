@@ -40,7 +40,7 @@ class ScanNet200Params(RecipeParams):
     num_negatives: int = NUM_NEGATIVES           # [P]
     lam: float = CONTRAST_LAMBDA                 # [P]
     gamma: float = FOCAL_GAMMA                   # [P]
-    alpha_direction: str = 'paper'               # as printed (DIGEST: 'inverse' is the likely intent)
+    alpha_direction: str = 'paper'               # as printed (DIGEST: 'inverse' is the likely intent); none
     copy_paste: bool = False                     # rare-instance sampling in this phase
     num_instances: int = 5                       # [EXT: authors' code]
     max_tries: int = 50                          # [EXT: authors' code]
@@ -53,6 +53,9 @@ class ScanNet200Params(RecipeParams):
     allow_range_student: bool = False            # single sweeps only (see ScanNet200Recipe.student_note)
 
     def __post_init__(self) -> None:
+        if self.alpha_direction not in ('paper', 'inverse', 'none'):
+            raise ValueError(f'scannet200 alpha_direction must be paper, inverse or none, '
+                             f'got {self.alpha_direction!r}')
         if self.stage not in ('pretrain', 'finetune'):
             raise ValueError(f"scannet200 stage must be 'pretrain' or 'finetune', got {self.stage!r}")
 
@@ -165,9 +168,10 @@ class ScanNet200Recipe(Recipe):
                              {'features': 'point_embeddings', 'anchors': 'anchors'},
                              {'t_pos': p.t_pos, 't_neg': p.t_neg, 'num_negatives': p.num_negatives,
                               'lam': p.lam})]
-        return [LossSpec('focal', 'focal', 1.0, {},
-                         {'gamma': p.gamma, 'class_counts': self.class_counts.tolist(),
-                          'direction': p.alpha_direction})]
+        params: dict[str, Any] = {'gamma': p.gamma}
+        if p.alpha_direction != 'none':              # 'none' + gamma 0: plain CE (the ablation baseline)
+            params.update(class_counts=self.class_counts.tolist(), direction=p.alpha_direction)
+        return [LossSpec('focal', 'focal', 1.0, {}, params)]
 
     def prepare(self, train_set: Any) -> None:
         """Build the tail-class instance bank when any phase samples rare instances."""
