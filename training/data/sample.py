@@ -322,17 +322,24 @@ class Batch:
         counts = self.offsets[1:] - self.offsets[:-1]
         return torch.repeat_interleave(torch.arange(len(self), device=self.points.device), counts)
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """Move every tensor to ``device``."""
+    def _map(self, fn: Any) -> Batch:
         def mv(x: Any) -> Any:
             if torch.is_tensor(x):
-                return x.to(device, non_blocking=non_blocking)
+                return fn(x)
             if isinstance(x, list):
                 return [mv(v) for v in x]
             if isinstance(x, dict):
                 return {k: mv(v) for k, v in x.items()}
             return x
         return Batch(**{f.name: mv(getattr(self, f.name)) for f in fields(self)})
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        """Move every tensor to ``device``."""
+        return self._map(lambda t: t.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Batch:
+        """Page-lock every tensor (the DataLoader calls this with ``pin_memory=True``)."""
+        return self._map(lambda t: t.pin_memory())
 
     def frame(self, b: int) -> FrameSample:
         """Frame ``b`` as a FrameSample (views of the concatenated tensors)."""

@@ -163,3 +163,13 @@ def test_training_lowers_the_loss_and_lifts_the_student_above_its_untrained_self
     losses = [h.loss for h in trainer.history]
     assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4
     assert trainer.validations[-1]['student']['miou'] > untrained + 0.05
+
+
+def test_loader_workers_give_the_losses_of_the_main_process(tmp_path, tiny_tree, sim):
+    tree = tiny_tree('pop3d', 'range_unet', 2, 'augment.points=true')
+    here = Trainer(config_from_tree(tree), open_source(sim), tmp_path / 'a', log_to_stdout=False)
+    here.fit()
+    tree['data']['num_workers'] = 2
+    workers = Trainer(config_from_tree(tree), open_source(sim), tmp_path / 'b', log_to_stdout=False)
+    workers.fit()
+    assert [h.loss for h in workers.history] == pytest.approx([h.loss for h in here.history], rel=1e-6)
