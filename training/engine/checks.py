@@ -31,14 +31,16 @@ def _config(tree: dict[str, Any], **train: Any):
     return config_from_tree(tree)
 
 
-def _rank_main(rank: int, world: int, init_file: str, tree: dict[str, Any], data: str, out: str) -> None:
+def _rank_main(rank: int, world: int, init_file: str, tree: dict[str, Any], data: str, out: str,
+               val: str | None) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world)
     try:
         config = _config(tree)
-        trainer = Trainer(config, open_source(data), out, env=env_from_group(), log_to_stdout=False)
+        trainer = Trainer(config, open_source(data), out, env=env_from_group(), log_to_stdout=False,
+                          val_set=open_source(val) if val else None)
         trainer.fit()
         if rank == 0:
             Path(out, 'losses.json').write_text(json.dumps([[h.loss, h.terms] for h in trainer.history]))
@@ -47,14 +49,18 @@ def _rank_main(rank: int, world: int, init_file: str, tree: dict[str, Any], data
 
 
 def ddp_losses(tree: dict[str, Any], data: str, world_size: int, out: str | os.PathLike,
-               batch_size: int) -> list[tuple[float, dict[str, float]]]:
-    """Per-step (loss, terms) of a run on ``world_size`` CPU ranks with ``batch_size`` frames per rank."""
+               batch_size: int, val: str | None = None) -> list[tuple[float, dict[str, float]]]:
+    """Per-step (loss, terms) of a run on ``world_size`` CPU ranks with ``batch_size`` frames per rank.
+
+    ``val``: a validation source, so that the evaluation hooks run under DDP too.
+    """
     tree = copy.deepcopy(tree)
     tree.setdefault('train', {}).update(batch_size=batch_size, progress=False, plots=False, device='cpu')
     tree.setdefault('data', {})['num_workers'] = 0
     out = str(out)
     if world_size == 1:
-        trainer = Trainer(config_from_tree(tree), open_source(data), out, log_to_stdout=False)
+        trainer = Trainer(config_from_tree(tree), open_source(data), out, log_to_stdout=False,
+                          val_set=open_source(val) if val else None)
         trainer.fit()
         return [(h.loss, h.terms) for h in trainer.history]
     import torch.multiprocessing as mp
@@ -63,7 +69,7 @@ def ddp_losses(tree: dict[str, Any], data: str, world_size: int, out: str | os.P
     os.close(fd)
     os.unlink(init_file)
     try:
-        mp.spawn(_rank_main, args=(world_size, init_file, tree, data, out), nprocs=world_size, join=True)
+        mp.spawn(_rank_main, args=(world_size, init_file, tree, data, out, val), nprocs=world_size, join=True)
     finally:
         if os.path.exists(init_file):
             os.unlink(init_file)

@@ -216,7 +216,7 @@ class EvalHook(Hook):
             trainer.validate()
 
     def after_train(self, trainer: Trainer) -> None:
-        if not trainer.validations or trainer.validations[-1]['step'] != trainer.step:
+        if trainer.last_validated_step != trainer.step:      # decided alike on every rank
             trainer.validate()
 
 

@@ -136,7 +136,8 @@ class Trainer:
         self.out = Path(out_dir)
         self.train_set, self.val_set = train_set, val_set
         self.log_to_stdout = log_to_stdout
-        self.validations: list[dict[str, Any]] = []
+        self.validations: list[dict[str, Any]] = []          # rank 0 only
+        self.last_validated_step = -1                         # every rank
         self.history: list[StepResult] = []
         self.step = 0
         self.phase = 0
@@ -328,6 +329,7 @@ class Trainer:
         self.train_seconds = float(state.extra.get('train_seconds', 0.0))
         self.frames_seen = int(state.extra.get('frames_seen', 0))
         self.validations = list(state.extra.get('validations', []))
+        self.last_validated_step = int(state.extra.get('last_validated_step', -1))
         if state.world_size == self.env.world_size and len(state.rng) == self.env.world_size:
             rank = self.env.rank
             mine = {k.split('.')[-1]: v for k, v in tensors.items() if k.startswith(f'rng.{rank}.')}
@@ -369,7 +371,7 @@ class Trainer:
                 scaler=self.scaler.state_dict() if self.scaler.is_enabled() else {}, rng=rng_json,
                 recipe=self.recipe.state_json(), optimizer=optim_json,
                 extra={'train_seconds': self.train_seconds, 'frames_seen': self.frames_seen,
-                       'validations': self.validations})
+                       'validations': self.validations, 'last_validated_step': self.last_validated_step})
             path = ckpt.write_checkpoint(self.ckpt_dir, self.step, tensors, state,
                                          lambda folder: save_student(folder / 'student', self.recipe.student,
                                                                      self.final_student_config()),
@@ -518,8 +520,9 @@ class Trainer:
 
     # ---------------------------------------------------------------------------------- evaluation
     def validate(self) -> dict[str, Any] | None:
-        """Evaluate on the validation set (rank 0), log it to validation.jsonl and the plot."""
+        """Evaluate on the validation set (rank 0; every rank calls this), log it to validation.jsonl."""
         result = None
+        self.last_validated_step = self.step
         if self.env.is_main and self.val_set is not None:
             metrics = evaluate(self.recipe, self.val_set, self.device)
             phase = self.config.phases[min(self.phase, len(self.config.phases) - 1)]
