@@ -17,25 +17,26 @@ from perception_nodes.cli.replay import add_input_arguments, add_pipeline_argume
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument('bags', nargs='*', metavar='BAG', help='bags with per-point ground truth (label / '
-                                                              'instance fields)')
+    parser.add_argument('bags', nargs='*', metavar='BAG',
+                        help='bags with per-point ground truth (label / instance fields)')
     parser.add_argument('--out', required=True, help='report folder (report.json, report.md, PNGs, per-bag '
                                                      'state for resuming)')
     parser.add_argument('--compare', nargs=2, metavar=('A', 'B'), help='compare two reports (report.json or '
                                                                        'their folders) instead; B - A')
     add_pipeline_arguments(parser)
     add_input_arguments(parser)
-    parser.add_argument('--label-map', help='ground-truth ids -> classes: semantickitti, scannet20, scannet200, '
-                                            'nuscenes or a YAML file (default: the one named like the '
-                                            'vocabulary, else the vocabulary\'s ids)')
+    parser.add_argument('--label-map', help='ground-truth ids -> classes: semantickitti, scannet20, '
+                                            'scannet200, nuscenes or a YAML file (default: the one named '
+                                            'like the vocabulary, else the vocabulary\'s ids)')
     parser.add_argument('--split', help='seen / unseen split for hIoU (Affinity3D Eq. 21): "affinity3d", '
                                         '"none", or the unseen classes "a,b,c" (default: affinity3d for '
                                         'semantickitti, none otherwise)')
-    parser.add_argument('--class-counts', help='head / common / tail from class counts when the label map has '
-                                               'no official split: a YAML/JSON {class: count} file, or "gt"')
-    parser.add_argument('--front-view', action='store_true', help='headline numbers on the points inside a '
-                                                                  'camera\'s field of view (Affinity3D); both '
-                                                                  'protocols are always reported')
+    parser.add_argument('--class-counts', help='head / common / tail from class counts when the label map '
+                                               'has no official split: a YAML/JSON {class: count} file, or '
+                                               '"gt"')
+    parser.add_argument('--front-view', action='store_true',
+                        help='headline numbers on the points inside a camera\'s field of view (Affinity3D); '
+                             'both protocols are always reported')
     parser.add_argument('--metrics', help='comma-separated subset of semantic,occupancy,retrieval,instances '
                                           '(default all)')
     parser.add_argument('--retrieval', action='store_true', help='keep point features (outputs.embeddings) '
@@ -58,9 +59,10 @@ def _options(args: argparse.Namespace):
         kwargs['bev_frames'] = args.bev_frames
     if args.instance_score:
         kwargs['instance_score'] = args.instance_score
-    return EvalOptions(label_map=args.label_map, unseen=parse_split(args.split), class_counts=args.class_counts,
-                       front_view=args.front_view, metrics=parse_metrics(args.metrics), queries=args.queries,
-                       masks=args.masks, resume=not args.restart, progress=not args.quiet, **kwargs)
+    return EvalOptions(label_map=args.label_map, unseen=parse_split(args.split),
+                       class_counts=args.class_counts, front_view=args.front_view,
+                       metrics=parse_metrics(args.metrics), queries=args.queries, masks=args.masks,
+                       resume=not args.restart, progress=not args.quiet, **kwargs)
 
 
 def _compare(args: argparse.Namespace) -> int:

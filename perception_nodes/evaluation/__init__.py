@@ -21,7 +21,8 @@ Function API (the demo calls it)::
 """
 from __future__ import annotations
 
-from perception_nodes.evaluation.compare import compare_reports, format_comparison, load_report, write_comparison
+from perception_nodes.evaluation.compare import (compare_reports, format_comparison, load_report,
+                                                 write_comparison)
 from perception_nodes.evaluation.options import EvalOptions, parse_metrics, parse_split
 from perception_nodes.evaluation.runner import NoFramesEvaluatedError, evaluate_bags
 from perception_nodes.evaluation.truth import MissingTruthError, check_bag_truth

@@ -21,8 +21,8 @@ IGNORE_RGB = (205, 205, 205)      # ground truth not evaluated
 BACKGROUND_RGB = (255, 255, 255)  # no point
 
 
-def bev_extent(points: np.ndarray, quantile: float = 0.98, max_half: float = 60.0) -> tuple[float, float, float,
-                                                                                                 float]:
+def bev_extent(points: np.ndarray, quantile: float = 0.98,
+               max_half: float = 60.0) -> tuple[float, float, float, float]:
     """(x_min, x_max, y_min, y_max) around the points' robust extent, at most ``max_half`` metres each way."""
     xy = np.asarray(points, np.float64)[:, :2]
     xy = xy[np.isfinite(xy).all(axis=1)]

@@ -21,7 +21,7 @@ PERCENT_KEYS = {key for key, _, fmt in HEADLINE_ROWS if fmt.__name__ == '_pct'}
 
 
 def load_report(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a ``report.json`` (or the folder holding one); ValueError when it is not an ``ovp eval`` report."""
+    """Read a ``report.json`` (or its folder); ValueError when it is not an ``ovp eval`` report."""
     p = Path(path)
     if p.is_dir():
         p = p / 'report.json'
@@ -83,15 +83,18 @@ def _fmt(key: str, v: Any, delta: bool = False) -> str:
 
 
 def format_comparison(cmp: dict[str, Any]) -> str:
-    """A plain-text table of the headline and the per-class IoU deltas (for the terminal and compare.md)."""
-    lines = [f'A = {cmp["a_name"]}', f'B = {cmp["b_name"]}'] + [f'WARNING: {w}' for w in cmp['warnings']] + ['']
+    """Format the headline and the per-class IoU deltas as a table (the terminal, compare.md)."""
+    lines = [f'A = {cmp["a_name"]}', f'B = {cmp["b_name"]}'] + [f'WARNING: {w}' for w in cmp['warnings']]
+    lines.append('')
     lines += ['| metric | A | B | B - A |', '| --- | --- | --- | --- |']
     for key, r in cmp['headline'].items():
-        lines.append(f'| {r["label"]} | {_fmt(key, r["a"])} | {_fmt(key, r["b"])} | {_fmt(key, r["delta"], True)} |')
+        lines.append(f'| {r["label"]} | {_fmt(key, r["a"])} | {_fmt(key, r["b"])} | '
+                     f'{_fmt(key, r["delta"], True)} |')
     lines += ['', f'per-class IoU ({cmp["protocol"].replace("_", " ")}, %)', '', '| class | A | B | B - A |',
               '| --- | --- | --- | --- |']
     for c, r in cmp['per_class_iou'].items():
-        lines.append(f'| {c} | {_fmt("miou", r["a"])} | {_fmt("miou", r["b"])} | {_fmt("miou", r["delta"], True)} |')
+        lines.append(f'| {c} | {_fmt("miou", r["a"])} | {_fmt("miou", r["b"])} | '
+                     f'{_fmt("miou", r["delta"], True)} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -106,8 +109,8 @@ def write_comparison(out: str | os.PathLike, cmp: dict[str, Any]) -> dict[str, s
     classes = list(cmp['per_class_iou'])
     if classes:
         def values(side: str) -> np.ndarray:
-            return np.array([np.nan if cmp['per_class_iou'][c][side] is None else cmp['per_class_iou'][c][side]
-                             for c in classes])
+            values = [cmp['per_class_iou'][c][side] for c in classes]
+            return np.array([np.nan if v is None else v for v in values])
         paths['png'] = str(plot_class_iou({cmp['a_name']: values('a'), cmp['b_name']: values('b')}, classes,
                                           folder / 'compare_class_iou.png',
                                           title=f'per-class IoU, {cmp["protocol"].replace("_", " ")}'))

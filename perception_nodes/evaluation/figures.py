@@ -38,9 +38,8 @@ def report_figures(folder: Path, score: BagScore, summary: dict[str, Any], ctx: 
     bars = {}
     for protocol in ('all', 'front_view'):
         if sem[protocol].get('points'):
-            iou = score.semantic[PROTOCOLS[protocol]].compute().iou
-            bars[protocol.replace('_', ' ')] = np.where(score.semantic[PROTOCOLS[protocol]].confusion.sum(1) > 0,
-                                                        iou, np.nan)
+            acc = score.semantic[PROTOCOLS[protocol]]
+            bars[protocol.replace('_', ' ')] = np.where(acc.confusion.sum(1) > 0, acc.compute().iou, np.nan)
     if bars:
         plot_class_iou(bars, names, folder / 'class_iou.png', title=f'per-class IoU{suffix}')
         out['class_iou'] = 'class_iou.png'

@@ -9,7 +9,7 @@ from perception_nodes.metrics.semantic import AFFINITY3D_UNSEEN
 
 #: Metric families ``ovp eval`` can compute (``--metrics``).
 METRICS = ('semantic', 'occupancy', 'retrieval', 'instances')
-#: How a pipeline segment (``Outputs.instances``) is scored for instance AP (the segmenter gives no confidence).
+#: How a pipeline segment (``Outputs.instances``) is scored for instance AP (segments carry no confidence).
 INSTANCE_SCORES = ('size', 'uniform', 'label_score')
 #: The seen / unseen split used by default per label map (Affinity3D Sec. 4.1 for SemanticKITTI).
 DEFAULT_UNSEEN = {'semantickitti': AFFINITY3D_UNSEEN}
@@ -78,7 +78,7 @@ class EvalOptions:
         return out
 
     def fingerprint_dict(self) -> dict[str, Any]:
-        """The fields that change the numbers (not progress, resume or figures)."""
+        """Return the fields that change the numbers (not progress, resume or figures)."""
         out = self.to_dict()
         for k in ('resume', 'progress', 'bev_frames', 'bev_stride', 'front_view'):
             out.pop(k)

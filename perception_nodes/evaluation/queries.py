@@ -40,7 +40,7 @@ class Query:
 
     def positives(self, gt: np.ndarray, frame: Frame) -> np.ndarray:
         """(N,) bool positive mask in one frame."""
-        pos = np.isin(gt, np.asarray(self.classes, dtype=np.int64)) if self.classes else np.zeros(gt.shape, bool)
+        pos = np.isin(gt, np.asarray(self.classes, dtype=np.int64))
         if self.instances:
             if frame.instances is None:
                 raise ValueError(f'query {self.text!r} names instances but the bag has no "instance" field')

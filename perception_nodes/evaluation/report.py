@@ -31,8 +31,8 @@ def meaningless_reason(provenance: dict[str, Any], frames: int, frames_with_came
                        f'{clip.get("pretrained")}): they carry NO meaning; the numbers only exercise the '
                        f'pipeline')
     elif not provenance.get('labels_meaningful', False):
-        reasons.append('the labeller is not meaningful (an untrained student or random weights): the semantic '
-                       'numbers mean nothing')
+        reasons.append('the labeller is not meaningful (an untrained student or random weights): the '
+                       'semantic numbers mean nothing')
     return '; '.join(reasons) or None
 
 
@@ -61,9 +61,11 @@ HEADLINE_ROWS = [
     ('miou', 'mIoU (headline protocol)', _pct), ('accuracy', 'accuracy', _pct),
     ('miou_all_points', 'mIoU, all points', _pct), ('miou_front_view', 'mIoU, front view (camera FOV)', _pct),
     ('miou_visible', 'mIoU, visible points', _pct), ('lidar_miou', 'LiDAR mIoU (POP-3D)', _pct),
-    ('miou_seen', 'mIoU seen', _pct), ('miou_unseen', 'mIoU unseen', _pct), ('hiou', 'hIoU (Affinity3D Eq. 21)', _pct),
+    ('miou_seen', 'mIoU seen', _pct), ('miou_unseen', 'mIoU unseen', _pct),
+    ('hiou', 'hIoU (Affinity3D Eq. 21)', _pct),
     ('miou_head', 'mIoU head', _pct), ('miou_common', 'mIoU common', _pct), ('miou_tail', 'mIoU tail', _pct),
-    ('occupancy_iou', 'occupancy IoU (POP-3D)', _pct), ('occupancy_miou', 'occupancy mIoU (classes + empty)', _pct),
+    ('occupancy_iou', 'occupancy IoU (POP-3D)', _pct),
+    ('occupancy_miou', 'occupancy mIoU (classes + empty)', _pct),
     ('retrieval_map', 'retrieval mAP', _pct), ('instance_ap', 'instance AP (segments)', _pct),
     ('instance_ap50', 'instance AP50 (segments)', _pct), ('instance_ap25', 'instance AP25 (segments)', _pct),
     ('masks_ap', 'instance AP (masks file)', _pct), ('masks_ap50', 'instance AP50 (masks file)', _pct),
@@ -81,16 +83,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines = ['# ovp eval report', '']
     if report['header']['meaningless']:
         lines += [f'> **LABELS MEANINGLESS**: {report["header"]["meaningless"]}.', '']
-    lines += [f'- labeller: **{lab.get("labeller")}**' + (f' (CLIP {lab["clip"]["model"]} / '
-                                                          f'{lab["clip"]["pretrained"]})' if lab.get('clip') else ''),
+    clip = f' (CLIP {lab["clip"]["model"]} / {lab["clip"]["pretrained"]})' if lab.get('clip') else ''
+    lines += [f'- labeller: **{lab.get("labeller")}**{clip}',
               f'- label map: {report["label_map"]["name"]} -> vocabulary {report["label_map"]["vocabulary"]} '
               f'({len(report["label_map"]["classes"])} classes)',
               f'- bags: {", ".join(b["path"] for b in report["bags"].values())}',
               f'- headline protocol: {report["protocols"][h["protocol"]]}', '']
     if lab.get('student'):
-        lines.insert(-1, f'- student: {lab["student"].get("model")} sha256 {lab["student"].get("sha256", "")[:16]}')
-    lines += ['## Headline', ''] + _table(['metric', 'value'], [(name, fmt(h.get(key))) for key, name, fmt in
-                                                                 HEADLINE_ROWS if h.get(key) is not None])
+        student = lab['student']
+        lines.insert(-1, f'- student: {student.get("model")} sha256 {student.get("sha256", "")[:16]}')
+    rows = [(name, fmt(h.get(key))) for key, name, fmt in HEADLINE_ROWS if h.get(key) is not None]
+    lines += ['## Headline', ''] + _table(['metric', 'value'], rows)
     overall = report['overall']
     if not overall['frames_with_camera']:
         lines += ['No frame had a camera: the front-view protocol and the LiDAR mIoU evaluate no point.', '']
@@ -121,7 +124,8 @@ def _per_class(overall: dict[str, Any], classes: Sequence[str]) -> list[str]:
     rows.append(['**mean**', sem[main]['points']] + [_pct(sem[c]['miou']) for c in cols]
                 + [_pct(sem[main]['mean_precision']), _pct(sem[main]['mean_recall'])])
     return [f'## Semantic (per class; precision / recall over {main.replace("_", " ")})', '',
-            'IoU = TP / (TP + FP + FN); "unknown" predictions are misses; mIoU over classes with ground truth.',
+            'IoU = TP / (TP + FP + FN); "unknown" predictions are misses; mIoU over classes with ground '
+            'truth.',
             ''] + _table(header, rows)
 
 
@@ -130,15 +134,16 @@ def _splits(overall: dict[str, Any], protocol: str) -> list[str]:
     out = []
     su = main.get('seen_unseen')
     if su:
-        out += ['## Seen / unseen (Affinity3D Eq. 21)', '', f'unseen: {", ".join(su["unseen"]["classes"])}', '']
+        out += ['## Seen / unseen (Affinity3D Eq. 21)', '', f'unseen: {", ".join(su["unseen"]["classes"])}',
+                '']
         out += _table(['seen', 'unseen', 'all', 'hIoU'],
                       [[_pct(su['miou_seen']), _pct(su['miou_unseen']), _pct(su['miou']), _pct(su['hiou'])]])
     splits = main.get('splits')
     if splits:
         out += ['## Head / common / tail (ScanNet200)', '']
         out += _table(['split', 'classes (present)', 'mIoU', 'precision', 'recall'],
-                      [[k, f'{len(v["classes"])} ({v["classes_present"]})', _pct(v['miou']), _pct(v['precision']),
-                        _pct(v['recall'])] for k, v in splits.items()])
+                      [[k, f'{len(v["classes"])} ({v["classes_present"]})', _pct(v['miou']),
+                        _pct(v['precision']), _pct(v['recall'])] for k, v in splits.items()])
     return out
 
 
@@ -148,8 +153,8 @@ def _occupancy(overall: dict[str, Any]) -> list[str]:
         return ['## Occupancy (POP-3D)', '', f'skipped: {occ["skipped"]}', '']
     return ['## Occupancy (POP-3D ray-cast protocol)', '', f'prediction: {occ["source"]}', ''] + _table(
         ['IoU', 'precision', 'recall', 'mIoU (classes + empty)', 'observed voxels', 'occupied voxels'],
-        [[_pct(occ['iou']), _pct(occ['precision']), _pct(occ['recall']), _pct(occ['miou']), occ['observed_voxels'],
-          occ['occupied_voxels']]])
+        [[_pct(occ['iou']), _pct(occ['precision']), _pct(occ['recall']), _pct(occ['miou']),
+          occ['observed_voxels'], occ['occupied_voxels']]])
 
 
 def _retrieval(overall: dict[str, Any]) -> list[str]:
@@ -171,12 +176,14 @@ def _instances(overall: dict[str, Any]) -> list[str]:
         if 'skipped' in r:
             rows.append([key, 'skipped: ' + r['skipped'], '', '', '', ''])
         else:
-            rows.append([r['predictions'], _pct(r['ap']), _pct(r['ap50']), _pct(r['ap25']), r['num_gt'], r['num_pred']])
+            rows.append([r['predictions'], _pct(r['ap']), _pct(r['ap50']), _pct(r['ap25']), r['num_gt'],
+                         r['num_pred']])
     out += _table(['predictions', 'AP', 'AP50', 'AP25', 'GT instances', 'predictions scored'], rows)
     r = overall.get('instances') or {}
     if 'ap_thresholds' in r:
-        out += [f'AP = mean over IoU thresholds {", ".join(f"{t:.2f}" for t in r["ap_thresholds"])} (the ScanNet '
-                f'script\'s np.arange(0.5, 0.95, 0.05)); minimum region {r["min_region_size"]} points.', '']
+        thresholds = ', '.join(f'{t:.2f}' for t in r['ap_thresholds'])
+        out += [f'AP = mean over IoU thresholds {thresholds} (the ScanNet script\'s np.arange(0.5, 0.95, '
+                f'0.05)); minimum region {r["min_region_size"]} points.', '']
     return out
 
 
@@ -189,16 +196,17 @@ def _per_bag(report: dict[str, Any]) -> list[str]:
                      _pct(s['points']['fraction_evaluated_front_view']), _pct(h['miou_all_points']),
                      _pct(h['miou_front_view']), _pct(h['occupancy_iou']), _pct(h['instance_ap50']),
                      _num(h['frames_per_s']), 'resumed' if bag.get('resumed') else ''])
-    return ['## Per bag', ''] + _table(['bag', 'frames', 'evaluated (all)', 'evaluated (front view)', 'mIoU all',
-                                        'mIoU front view', 'occ. IoU', 'AP50', 'frames/s', ''], rows)
+    header = ['bag', 'frames', 'evaluated (all)', 'evaluated (front view)', 'mIoU all', 'mIoU front view',
+              'occ. IoU', 'AP50', 'frames/s', '']
+    return ['## Per bag', ''] + _table(header, rows)
 
 
 def _speed(overall: dict[str, Any]) -> list[str]:
     sp = overall['speed']
     rows = [[k, v.get('p50'), v.get('p90'), v.get('p99'), v.get('mean')] for k, v in sp['latency_ms'].items()]
-    return ['## Speed', '', f'eval {_num(sp["frames_per_s"])} frames/s; pipeline alone '
-            f'{_num(sp["pipeline_frames_per_s"])} frames/s', ''] + _table(['stage (ms)', 'p50', 'p90', 'p99', 'mean'],
-                                                                          rows)
+    text = (f'eval {_num(sp["frames_per_s"])} frames/s; pipeline alone {_num(sp["pipeline_frames_per_s"])} '
+            f'frames/s')
+    return ['## Speed', '', text, ''] + _table(['stage (ms)', 'p50', 'p90', 'p99', 'mean'], rows)
 
 
 def _skipped(overall: dict[str, Any]) -> list[str]:
@@ -219,4 +227,5 @@ def write_markdown(path: Path, report: dict[str, Any]) -> Path:
     return atomic_write_text(path, render_markdown(report))
 
 
-__all__ = ['REPORT_JSON', 'REPORT_MD', 'meaningless_reason', 'render_markdown', 'write_json', 'write_markdown']
+__all__ = ['HEADLINE_ROWS', 'REPORT_JSON', 'REPORT_MD', 'meaningless_reason', 'render_markdown', 'write_json',
+           'write_markdown']

@@ -30,7 +30,8 @@ from perception_nodes.evaluation.report import (REPORT_JSON, REPORT_MD, meaningl
                                                 write_markdown)
 from perception_nodes.evaluation.scoring import BagScore, FrameTruth, Scorer
 from perception_nodes.evaluation.stream import processed_frames
-from perception_nodes.evaluation.summary import PROTOCOL_TEXT, SummaryContext, headline, resolve_splits, summarize
+from perception_nodes.evaluation.summary import (PROTOCOL_TEXT, SummaryContext, headline, resolve_splits,
+                                                 summarize)
 from perception_nodes.evaluation.truth import TruthMapper, load_masks, resolve_label_map
 from perception_nodes.frame import Frame
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
@@ -132,7 +133,7 @@ class _Evaluation:
         return load_queries(path, self.class_names) if path else class_queries(self.class_names)
 
     def query_vector(self, query: Query) -> np.ndarray:
-        """Unit query embedding in the labeller's feature space (text encoder; class embedding fallback)."""
+        """Return the unit query embedding in the labeller's space (text encoder, else the class's)."""
         import torch
         if query.text in self._vectors:
             return self._vectors[query.text]
@@ -141,7 +142,8 @@ class _Evaluation:
         except ValueError:
             clip_text = self.pipeline.clip_text
             if not query.derived or clip_text is None or len(query.classes) != 1:
-                raise ValueError(f'query {query.text!r} needs a CLIP text encoder (the pipeline has none)') from None
+                raise ValueError(f'query {query.text!r} needs a CLIP text encoder (the pipeline has '
+                                 f'none)') from None
             vec = self.pipeline.labeller.project_query(clip_text[query.classes[0]][None].float())[0]
             vec = torch.nn.functional.normalize(vec, dim=0)
         out = np.asarray(torch.as_tensor(vec).float().cpu().numpy(), np.float32)
@@ -200,7 +202,8 @@ def _run_bag(ev: _Evaluation, bag: Path, folder: Path, scorer: Scorer, on_frame:
                                      item.outputs.labels, truth.gt, ev.class_names, pipeline.palette,
                                      title=f'{bag.name} cloud {item.index}: {pipeline.labeller_name}{tag}',
                                      unknown_label=UNKNOWN_LABEL)
-                    score.latency_ms.setdefault('bev_render', []).append(round((time.perf_counter() - t0) * 1e3, 3))
+                    ms = round((time.perf_counter() - t0) * 1e3, 3)
+                    score.latency_ms.setdefault('bev_render', []).append(ms)
                     bevs.append(png.name)
                 if on_frame is not None:
                     on_frame(item.frame, item.outputs, truth)
@@ -295,8 +298,9 @@ def _write_report(ev: _Evaluation, out: Path, scores: dict[str, BagScore],
         'header': {'labels_meaningful': reason is None, 'meaningless': reason,
                    'retrieval_note': ev.retrieval_note or None},
         'labeller': ev.provenance,
-        'label_map': {'name': lm.name, 'vocabulary': lm.vocabulary, 'source': lm.source, 'classes': lm.class_names,
-                      'ignored_raw_ids': list(lm.ignored), 'instance_classes': [lm.class_names[k] for k in lm.instance_class_indices()],
+        'label_map': {'name': lm.name, 'vocabulary': lm.vocabulary, 'source': lm.source,
+                      'classes': lm.class_names, 'ignored_raw_ids': list(lm.ignored),
+                      'instance_classes': [lm.class_names[k] for k in lm.instance_class_indices()],
                       'unmapped_classes': lm.unmapped_classes},
         'options': ev.options.to_dict(),
         'context': ctx.to_dict(),

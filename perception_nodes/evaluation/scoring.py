@@ -69,14 +69,15 @@ class BagScore:
               instances: bool, masks: bool) -> BagScore:
         """Fresh accumulators for the metric families that apply."""
         names = list(class_names)
-        sem = {'all': SemanticAccumulator(class_names=names), 'fov': LidarSemanticAccumulator(class_names=names),
+        sem = {'all': SemanticAccumulator(class_names=names),
+               'fov': LidarSemanticAccumulator(class_names=names),
                'visible': SemanticAccumulator(class_names=names)}
+        size = options.min_region_size
         return cls(class_names=names, semantic=sem,
                    occupancy=OccupancyAccumulator(names) if occupancy else None,
                    retrieval=RetrievalAccumulator(options.retrieval_decimals) if retrieval else None,
-                   instances=InstanceAccumulator(min_region_size=options.min_region_size) if instances else None,
-                   instances_masks=(InstanceAccumulator(min_region_size=options.min_region_size)
-                                    if masks else None))
+                   instances=InstanceAccumulator(min_region_size=size) if instances else None,
+                   instances_masks=InstanceAccumulator(min_region_size=size) if masks else None)
 
     # -- state ---------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -87,7 +88,8 @@ class BagScore:
                 'semantic': {k: v.state_dict() for k, v in self.semantic.items()},
                 'occupancy': opt(self.occupancy), 'retrieval': opt(self.retrieval),
                 'instances': opt(self.instances), 'instances_masks': opt(self.instances_masks),
-                'counts': dict(self.counts), 'unlisted_raw_ids': {str(k): v for k, v in self.unlisted_raw_ids.items()},
+                'counts': dict(self.counts),
+                'unlisted_raw_ids': {str(k): v for k, v in self.unlisted_raw_ids.items()},
                 'latency_ms': self.latency_ms, 'notes': dict(self.notes), 'skipped': self.skipped,
                 'stats_counts': dict(self.stats_counts), 'errors': self.errors, 'wall_s': self.wall_s}
 
@@ -96,7 +98,8 @@ class BagScore:
         """Rebuild from :meth:`state_dict` (ValueError on another version)."""
         if not isinstance(state, dict) or state.get('version') != STATE_VERSION:
             raise ValueError(f'not a bag-score state of version {STATE_VERSION}')
-        sem_types = {'all': SemanticAccumulator, 'fov': LidarSemanticAccumulator, 'visible': SemanticAccumulator}
+        sem_types = {'all': SemanticAccumulator, 'fov': LidarSemanticAccumulator,
+                     'visible': SemanticAccumulator}
 
         def opt(kind: Any, value: Any) -> Any:
             return None if value is None else kind.from_state(value)
@@ -165,11 +168,12 @@ class Scorer:
         self.occupancy_grid = occupancy_grid
         self.student_grid = student_grid
         self.queries = list(queries)
-        self.query_vectors = None if query_vectors is None else [np.asarray(v, np.float32) for v in query_vectors]
+        self.query_vectors = (None if query_vectors is None
+                              else [np.asarray(v, np.float32) for v in query_vectors])
         self.masks = masks
         want = set(options.metrics)
         self.do_semantic = 'semantic' in want
-        self.do_occupancy = 'occupancy' in want and occupancy_grid is not None
+        self.do_occupancy = 'occupancy' in want and (occupancy_grid is not None or student_grid is not None)
         self.do_retrieval = 'retrieval' in want and self.query_vectors is not None and bool(self.queries)
         self.do_instances = 'instances' in want
 
@@ -185,7 +189,8 @@ class Scorer:
         c = score.counts
         gt = self.mapper.semantic(frame, score.unlisted_raw_ids)
         fov = field_of_view(frame)
-        visible = np.zeros(n, bool) if outputs.visible is None else np.asarray(outputs.visible, bool).reshape(-1)
+        visible = (np.zeros(n, bool) if outputs.visible is None
+                   else np.asarray(outputs.visible, bool).reshape(-1))
         pred = np.asarray(outputs.labels)
         labelled = gt >= 0
         c['frames'] += 1

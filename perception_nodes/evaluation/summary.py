@@ -118,7 +118,7 @@ def speed_summary(score: BagScore) -> dict[str, Any]:
 
 
 def summarize(score: BagScore, ctx: SummaryContext) -> dict[str, Any]:
-    """The JSON-able summary of one bag or of all (module docstring)."""
+    """Return the JSON-able summary of one bag or of all (module docstring)."""
     c = score.counts
     n = c.get('points', 0)
     summary: dict[str, Any] = {
@@ -138,8 +138,8 @@ def summarize(score: BagScore, ctx: SummaryContext) -> dict[str, Any]:
         'ground_truth': {
             'ignored_points': c.get('points_ignored_listed', 0),
             'unlisted_raw_ids': {str(k): v for k, v in sorted(score.unlisted_raw_ids.items())},
-            'note': 'ignored = raw ids the label map lists as ignore or does not list (unlisted_raw_ids: id -> '
-                    'points)',
+            'note': 'ignored = raw ids the label map lists as ignore or does not list (unlisted_raw_ids: '
+                    'id -> points)',
         },
         'semantic': semantic_summary(score, ctx),
     }
@@ -193,7 +193,7 @@ def _instances(acc: Any, counts: Any, what: str) -> dict[str, Any]:
 
 
 def headline(summary: dict[str, Any], ctx: SummaryContext) -> dict[str, Any]:
-    """The few numbers a reader looks at first (None where not computed)."""
+    """Return the few numbers a reader looks at first (None where not computed)."""
     sem = summary['semantic']
     main = sem[ctx.headline_protocol]
     su = main.get('seen_unseen') or {}
@@ -228,7 +228,7 @@ def headline(summary: dict[str, Any], ctx: SummaryContext) -> dict[str, Any]:
 
 
 def finite(values: Sequence[Any]) -> list[float]:
-    """The finite floats among ``values`` (None / NaN dropped)."""
+    """Return the finite floats among ``values`` (None / NaN dropped)."""
     return [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
 
 

@@ -41,7 +41,7 @@ class MissingTruthError(ValueError):
 
 
 def missing_truth_message(where: str, topic: str, fields: Sequence[str]) -> str:
-    """The error text naming the missing fields and how to get them."""
+    """Return the error text naming the missing fields and how to get them."""
     missing = [f for f in TRUTH_FIELDS if f not in fields]
     return (f'{where}: the clouds on {topic} have no ground-truth field(s) {missing} (fields: '
             f'{", ".join(fields) or "none"}); ovp eval needs a per-point "label" field ("instance" for '
@@ -71,7 +71,7 @@ def check_bag_truth(bag: str | os.PathLike, inputs: Any = None) -> list[str]:
 # ------------------------------------------------------------------------------------------ label maps
 
 def vocabulary_label_map(vocabulary: Any) -> LabelMap:
-    """The label map a vocabulary's own ``ids`` define (raw id -> class index; the synthetic world)."""
+    """Return the label map a vocabulary's own ``ids`` define (raw id -> class index; the synthetic world)."""
     mapping = vocabulary.label_map()
     if not mapping:
         raise ValueError(f'vocabulary {vocabulary.name!r} lists no dataset ids: pass a label map '
@@ -81,7 +81,7 @@ def vocabulary_label_map(vocabulary: Any) -> LabelMap:
 
 
 def resolve_label_map(spec: str | None, class_names: Sequence[str], vocabulary: Any = None) -> LabelMap:
-    """The label map for ``spec`` (name / file / None), checked against the pipeline's classes.
+    """Return the label map for ``spec`` (name / file / None), checked against the pipeline's classes.
 
     None: the built-in map named like the vocabulary, else the vocabulary's ids. A map whose classes are not
     the pipeline's (same names, same order) is refused with a ValueError naming the differences.
@@ -113,9 +113,9 @@ class TruthMapper:
 
     def __init__(self, label_map: LabelMap) -> None:
         self.label_map = label_map
-        self.listed = np.zeros(max(label_map.lut.size, 1), dtype=bool)
-        for raw in list(label_map.mapping) + list(label_map.ignored):
-            self.listed[raw] = True
+        listed = [int(r) for r in list(label_map.mapping) + list(label_map.ignored)]
+        self.listed = np.zeros(max(listed, default=0) + 1, dtype=bool)
+        self.listed[listed] = True
         self.things = np.zeros(len(label_map.class_names), dtype=bool)
         self.things[label_map.instance_class_indices()] = True
 
@@ -136,7 +136,7 @@ class TruthMapper:
         return gt
 
     def instances(self, frame: Frame, gt: np.ndarray) -> np.ndarray | None:
-        """(N,) int64 ground-truth instance index (one per (class, instance id) pair) or -1; None without ids."""
+        """(N,) int64 instance index (one per (class, instance id) pair) or -1; None without the field."""
         if frame.instances is None:
             return None
         inst = np.asarray(frame.instances).astype(np.int64).reshape(-1)
@@ -152,7 +152,7 @@ class TruthMapper:
 # --------------------------------------------------------------------------------------- view masks
 
 def field_of_view(frame: Frame) -> np.ndarray:
-    """(N,) bool: the point projects into the image of at least one camera of the frame (no occlusion test)."""
+    """(N,) bool: the point projects into the image of a camera of the frame (no occlusion test)."""
     from perception_nodes.geometry.projection import project_frame
     if not frame.cameras or frame.num_points == 0:
         return np.zeros(frame.num_points, dtype=bool)
@@ -162,7 +162,7 @@ def field_of_view(frame: Frame) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- occupancy
 
 def sensor_origin(frame: Frame) -> np.ndarray | None:
-    """The ray origin: the cloud frame's origin, None when the cloud is in a world frame (WORLD_FRAMES)."""
+    """Return the ray origin: the cloud frame's origin, None when it is a world frame (WORLD_FRAMES)."""
     if frame.frame_id.strip('/').lower() in WORLD_FRAMES:
         return None
     return np.zeros(3)
@@ -198,6 +198,7 @@ def load_masks(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return masks, scores
 
 
-__all__ = ['MissingTruthError', 'TRUTH_FIELDS', 'TruthMapper', 'WORLD_FRAMES', 'check_bag_truth', 'cloud_fields',
+__all__ = ['MissingTruthError', 'TRUTH_FIELDS', 'TruthMapper', 'WORLD_FRAMES', 'check_bag_truth',
+           'cloud_fields',
            'field_of_view', 'load_masks', 'missing_truth_message', 'ray_cast_truth', 'resolve_label_map',
            'sensor_origin', 'vocabulary_label_map']

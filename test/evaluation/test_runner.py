@@ -89,7 +89,8 @@ def test_retrieval_and_instances_equal_direct_computation(oracle_run):
         acc.update(t.instances, masks, masks.sum(1) / masks.shape[1])
     expected = acc.compute()
     inst = report['overall']['instances']
-    assert (inst['ap'], inst['ap50'], inst['ap25']) == pytest.approx((expected.ap, expected.ap50, expected.ap25))
+    assert (inst['ap'], inst['ap50'], inst['ap25']) == \
+        pytest.approx((expected.ap, expected.ap50, expected.ap25))
     assert inst['num_gt'] == expected.num_gt > 0
 
 
@@ -135,7 +136,8 @@ def test_resume_redoes_only_unfinished_bags(tmp_path, sim_truth_bag, sim_plain_b
         evaluate_bags([sim_truth_bag, second], pipeline, out, options, on_frame=killed)
     assert not (out / 'report.json').exists()
     calls.clear()
-    report = evaluate_bags([sim_truth_bag, second], pipeline, out, options, on_frame=lambda *a: calls.append(1))
+    report = evaluate_bags([sim_truth_bag, second], pipeline, out, options,
+                           on_frame=lambda *a: calls.append(1))
     assert len(calls) == 2                              # only the second bag's two frames ran again
     resumed = [b['resumed'] for b in report['bags'].values()]
     assert resumed == [True, False]

@@ -125,7 +125,7 @@ def test_validation(doc, match):
 
 def test_instance_classes():
     from perception_nodes.metrics.instances import SCANNET_INSTANCE_NYU40_IDS
-    lm = load_label_map('scannet20')      # the benchmark's 18 instance classes = NYU40 ids without wall, floor
+    lm = load_label_map('scannet20')      # the benchmark's 18 instance classes: NYU40 ids but wall, floor
     assert sorted(i for i, k in lm.mapping.items() if k in lm.instance_class_indices()) == \
         sorted(SCANNET_INSTANCE_NYU40_IDS)
     s200 = load_label_map('scannet200')
