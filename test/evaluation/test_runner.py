@@ -149,3 +149,64 @@ def test_resume_redoes_only_unfinished_bags(tmp_path, sim_truth_bag, sim_plain_b
     assert len(calls) == 2                              # other options: the saved state is not reused
     with pytest.raises(MissingTruthError, match='label'):
         evaluate_bags([sim_plain_bag], pipeline, tmp_path / 'plain', options)
+
+
+class _FakeStudent:
+    """A student backend: random point features, an occupancy head occupying every voxel below z = -1 m."""
+
+    name = 'fake'
+    text_projection = None
+
+    def __init__(self, grid):
+        from types import SimpleNamespace
+        self.student = SimpleNamespace(grid=grid, provenance={'labels_meaningful': False})
+        lo, size = grid.lower[2], grid.voxel_size[2]
+        below = (lo + size * (np.arange(grid.shape[2]) + 0.5)) < -1.0
+        self.logits = np.zeros((*grid.shape, 2), np.float32)
+        self.logits[..., 1] = np.where(below, 5.0, -5.0)[None, None, :]
+
+    def infer(self, points):
+        from types import SimpleNamespace
+        rng = np.random.default_rng(len(points))
+        emb = rng.normal(size=(len(points), 32)).astype(np.float32)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        return SimpleNamespace(point_embeddings=emb, occupancy_logits=self.logits, voxel_features=None)
+
+
+def test_student_occupancy_head_is_scored_on_its_grid(tmp_path, sim_truth_bag, class_embeddings):
+    import torch
+
+    from perception_nodes.config import PerceptionConfig, with_overrides
+    from perception_nodes.evaluation.truth import ray_cast_truth
+    from perception_nodes.geometry.voxels import GridSpec
+    from perception_nodes.metrics.occupancy import OccupancyAccumulator
+    from perception_nodes.pipeline import Pipeline
+    from perception_nodes.pipeline.grids import student_voxels
+    grid = GridSpec((-20.0, -20.0, -3.0), (20.0, 20.0, 1.0), (40, 40, 4))
+    cfg = with_overrides(PerceptionConfig(), {'labeller.kind': 'student', 'labeller.student': 'fake.onnx',
+                                              'vocabulary.classes': ['sim'],
+                                              'overlay.enabled': False})
+    pipeline = Pipeline(cfg, student_backend=_FakeStudent(grid))
+    pipeline.set_vocabulary('sim', embeddings=class_embeddings)
+    seen = []
+    report = evaluate_bags([sim_truth_bag], pipeline, tmp_path, EvalOptions(progress=False, bev_frames=0),
+                           on_frame=lambda f, o, t: seen.append((f, o, t)))
+    pipeline.close()
+    occ = report['overall']['occupancy']
+    assert occ['frames'] == {'student': 2, 'geometry': 0, 'world_frame': 0, 'no_grid': 0}
+    assert occ['source'].startswith('student')
+    expected = OccupancyAccumulator(list(SIM_CLASSES))
+    for frame, outputs, truth in seen:
+        assert outputs.occupancy_3d.shape == grid.shape
+        gt = ray_cast_truth(frame.points, truth.gt, grid, np.zeros(3))
+        vox = student_voxels(outputs.occupancy_3d, grid, torch.as_tensor(frame.points),
+                             torch.as_tensor(outputs.labels.astype(np.int64)))
+        occupied = (outputs.occupancy_3d > 0.5).reshape(-1)
+        labels = np.full(occupied.size, UNKNOWN_LABEL)
+        idx = np.floor((vox.centers - np.array(grid.lower)) / np.array(grid.voxel_size)).astype(int)
+        labels[(idx[:, 0] * 40 + idx[:, 1]) * 4 + idx[:, 2]] = vox.labels
+        expected.update(gt, occupied, labels)
+    r = expected.compute()
+    assert (occ['iou'], occ['miou']) == pytest.approx((r.iou, r.miou), abs=1e-12)
+    assert 0 < occ['iou'] < 1 and occ['observed_voxels'] == r.observed_voxels
+    assert report['header']['meaningless'].startswith('the labeller is not meaningful')
