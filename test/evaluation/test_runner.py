@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from perception_nodes.evaluation import EvalOptions, MissingTruthError, evaluate_bags
+from perception_nodes.evaluation.summary import SummaryContext, headline
 from perception_nodes.geometry.projection import project_frame
 from perception_nodes.geometry.sim import SIM_CLASSES
 from perception_nodes.metrics import InstanceAccumulator, average_precision
@@ -69,6 +70,9 @@ def test_semantic_numbers_equal_hand_scoring_of_the_same_outputs(oracle_run, sim
     in_fov = sum(int(t.fov.sum()) for _, _, t in seen)
     assert report['overall']['points']['fraction_in_front_view'] == pytest.approx(in_fov / n, abs=1e-6)
     assert report['header']['labels_meaningful'] and report['header']['meaningless'] is None
+    front = headline(report['overall'], SummaryContext(list(SIM_CLASSES), front_view=True))
+    assert front['protocol'] == 'front_view' and front['miou'] == h['miou_front_view']
+    assert front['fraction_evaluated'] == report['overall']['points']['fraction_evaluated_front_view']
 
 
 def test_retrieval_and_instances_equal_direct_computation(oracle_run):

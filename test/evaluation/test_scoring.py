@@ -141,3 +141,25 @@ def test_seen_unseen_reproduces_affinity3d_table1_row():
     su = summarize(score, SummaryContext(names, unseen))['semantic']['all']['seen_unseen']
     assert round(100 * su['miou_seen'], 2) == 61.41 and round(100 * su['miou_unseen'], 2) == 66.06
     assert round(100 * su['hiou'], 2) == 63.65
+
+
+def test_head_common_tail_splits(tmp_path):
+    from perception_nodes.evaluation.summary import resolve_splits
+    from perception_nodes.metrics import load_label_map
+    s200 = load_label_map('scannet200')
+    splits, source = resolve_splits(s200, None, None)
+    assert [len(splits[k]) for k in ('head', 'common', 'tail')] == [66, 68, 66] and 'official' in source
+    lm = LabelMap(name='t', vocabulary='t', class_names=['a', 'b', 'c'], mapping={0: 0, 1: 1, 2: 2})
+    assert resolve_splits(lm, None, None) == ({}, '')
+    counts = tmp_path / 'counts.yaml'
+    counts.write_text('a: 5\nb: 50\nc: 1\n')
+    assert resolve_splits(lm, str(counts), None)[0] == {'head': [1], 'common': [0], 'tail': [2]}
+    score = BagScore.empty(['a', 'b', 'c'], EvalOptions(), False, False, False, False)
+    score.semantic['all'].update_confusion(np.array([[1, 0, 0, 0], [0, 9, 0, 1], [0, 0, 0, 3]]))
+    splits, source = resolve_splits(lm, 'gt', score)
+    assert splits == {'head': [1], 'common': [2], 'tail': [0]} and 'evaluated ground truth' in source
+    out = summarize(score, SummaryContext(['a', 'b', 'c'], splits=splits))['semantic']['all']['splits']
+    assert (out['head']['miou'], out['common']['miou'], out['tail']['miou']) == (0.9, 0.0, 1.0)
+    counts.write_text('a: 5\n')
+    with pytest.raises(ValueError, match=r"no count for classes \['b', 'c'\]"):
+        resolve_splits(lm, str(counts), None)
