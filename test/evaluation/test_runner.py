@@ -214,3 +214,26 @@ def test_student_occupancy_head_is_scored_on_its_grid(tmp_path, sim_truth_bag, c
     assert (occ['iou'], occ['miou']) == pytest.approx((r.iou, r.miou), abs=1e-12)
     assert 0 < occ['iou'] < 1 and occ['observed_voxels'] == r.observed_voxels
     assert report['header']['meaningless'].startswith('the labeller is not meaningful')
+
+
+def test_a_failing_frame_is_skipped_with_its_reason(tmp_path, sim_truth_bag, oracle_pipeline):
+    from perception_nodes.io.sample_bags import PERIOD_NS, START_NS
+    pipeline = oracle_pipeline(flip_prob=0.0)
+    teacher = pipeline.labeller.teacher
+    inner = teacher.dense_features
+
+    def flaky(views):
+        if any((v.stamp_ns - START_NS) // PERIOD_NS == 1 for v in views):
+            raise RuntimeError('teacher out of memory')
+        return inner(views)
+
+    teacher.dense_features = flaky
+    options = EvalOptions(progress=False, bev_frames=0, metrics=('semantic',))
+    report = evaluate_bags([sim_truth_bag], pipeline, tmp_path, options)
+    assert report['headline']['frames'] == 1
+    (skip,) = report['overall']['skipped']
+    assert skip['what'] == 'frame_failed' and 'teacher out of memory' in skip['why']
+    assert skip['where'] == 'sim_truth_bag cloud 1' and skip['bag'] == 'sim_truth_bag'
+    assert report['overall']['counts'] == {'frame_failed': 1}
+    assert '- frame_failed at sim_truth_bag cloud 1: RuntimeError: teacher out of memory' in \
+        (tmp_path / 'report.md').read_text()
