@@ -1,6 +1,6 @@
 """``evaluate_bags``: bags with ground truth through the one pipeline path, scored, resumable, reported.
 
-For each bag: its frames go through :func:`~perception_nodes.evaluation.stream.processed_frames` (the bag
+For each bag: its frames go through :func:`~perception_nodes.replay.processed_frames` (the bag
 source, the frame assembler and ``Pipeline.process``, as ``ovp replay``), each frame is scored into
 streaming accumulators (:class:`~perception_nodes.evaluation.scoring.Scorer`, bounded memory), a few
 frames are rendered bird's-eye, and when the bag is done its accumulator state is written atomically to
@@ -29,7 +29,7 @@ from perception_nodes.evaluation.queries import Query, class_queries, find_query
 from perception_nodes.evaluation.report import (REPORT_JSON, REPORT_MD, meaningless_reason, write_json,
                                                 write_markdown)
 from perception_nodes.evaluation.scoring import BagScore, FrameTruth, Scorer
-from perception_nodes.evaluation.stream import processed_frames
+from perception_nodes.replay import processed_frames
 from perception_nodes.evaluation.summary import (PROTOCOL_TEXT, SummaryContext, headline, resolve_splits,
                                                  summarize)
 from perception_nodes.evaluation.truth import TruthMapper, load_masks, resolve_label_map
