@@ -1,4 +1,4 @@
-"""safe_yaml.load_yaml: safe_load results, anchors/aliases and oversized input refused with one-line errors."""
+"""safe_yaml.load_yaml: safe_load's results; anchors/aliases and oversized input refused in one line."""
 from __future__ import annotations
 
 import time

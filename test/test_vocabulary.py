@@ -169,7 +169,7 @@ def _entry(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize('bad', ['nan', 'float64', 'not_unit', 'shape', 'extra_key', 'identity'])
 def test_invalid_cache_entries_are_misses_and_replaced(clip: LoadedClip, tmp_path: Path, bad: str) -> None:
-    """Issue 15 item 16: an entry that is not a finite unit float32 (C,) vector of this model is recomputed."""
+    """Issue 15 item 16: an entry that is not a finite unit float32 (C,) vector of this model: recomputed."""
     from safetensors.torch import load_file, save_file
     first = TextEmbedder(clip, tmp_path).embed(['tree'], TEMPLATES)
     entry = _entry(tmp_path)

@@ -100,7 +100,7 @@ def transform_from_msg(transform_stamped: Any) -> tuple[str, str, int, np.ndarra
 
 @dataclass(frozen=True, eq=False)
 class TfAddResult:
-    """What :meth:`TransformBuffer.add_tf_message` kept: ``accepted`` transforms, ``rejected`` (index, reason).
+    """What :meth:`TransformBuffer.add_tf_message` did: ``accepted`` count, ``rejected`` (index, reason).
 
     Compares equal to an ``int`` as its accepted count (``buf.add_tf_message(m, True) == 2``).
     """
