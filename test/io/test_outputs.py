@@ -189,8 +189,8 @@ def test_labeled_cloud_and_markers_are_byte_identical_to_the_slow_references(see
     assert MSGS.serialize(fast) == MSGS.serialize(slow)
     m = n // 3
     vox_labels = np.concatenate([rng.integers(0, 21, m - m // 10), np.full(m // 10, UNKNOWN_LABEL)])
-    vox = SemanticVoxels(centers=rng.normal(size=(m, 3)).astype(np.float32), labels=rng.permutation(vox_labels),
-                         voxel_size=np.array([0.4, 0.4, 0.4]))
+    vox = SemanticVoxels(centers=rng.normal(size=(m, 3)).astype(np.float32),
+                         labels=rng.permutation(vox_labels), voxel_size=np.array([0.4, 0.4, 0.4]))
     fast = voxel_markers(vox, hdr, out.class_names, palette)
     slow = _reference_voxel_markers(vox, hdr, out.class_names, palette)
     assert MSGS.serialize(fast) == MSGS.serialize(slow)
