@@ -12,7 +12,7 @@ _UMASK_LOCK = threading.Lock()
 
 
 def current_umask() -> int:
-    """The process umask, read without changing it where the OS allows (Linux ``/proc``)."""
+    """Return the process umask, read without changing it where the OS allows (Linux ``/proc``)."""
     try:
         with open('/proc/self/status', encoding='ascii') as f:
             for line in f:

@@ -23,7 +23,7 @@ class NoAliasSafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` that raises ``yaml.YAMLError`` on the first anchor (``&a``) or alias (``*a``)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:
-        """PyYAML's composer hook, checked before each node is composed."""
+        """Refuse an anchor or alias before PyYAML composes the node."""
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, 'anchor', None) is not None:
             what = 'alias' if isinstance(event, yaml.AliasEvent) else 'anchor'

@@ -263,7 +263,7 @@ class TextEmbedder:
         return self.cache_dir / 'text' / key[:2] / f'{key}.safetensors'
 
     def _read(self, key: str) -> torch.Tensor | None:
-        """The cached embedding of ``key``, or None when absent or not a valid entry (a miss).
+        """Return the cached embedding of ``key``, or None when absent or not a valid entry (a miss).
 
         Valid: a regular safetensors file holding one float32 ``embedding`` of shape (C,), finite, of unit
         norm (within 1e-3), written for this model's identity. Anything else (a truncated or foreign

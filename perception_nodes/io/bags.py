@@ -162,7 +162,7 @@ class _Writer(Writer):
 
 
 def _reader(path: Path) -> AnyReader:
-    """AnyReader whose MCAP storages are :class:`_McapStorage`."""
+    """Build an AnyReader whose MCAP storages are :class:`_McapStorage`."""
     reader = AnyReader([path], default_typestore=default_message_types().typestore)
     for sub in reader.readers:
         storage = getattr(sub, 'storage', None)

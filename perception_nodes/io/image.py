@@ -269,7 +269,7 @@ def decode_image(msg: Any, *, expected_size: tuple[int, int] | None = None,
 
 
 def to_teacher_rgb(img: np.ndarray) -> np.ndarray:
-    """The 8-bit RGB the 2D teacher sees, for any decoded image: (H, W, 3) uint8, C-contiguous, writable.
+    """Convert any decoded image to the 8-bit RGB the 2D teacher sees: (H, W, 3) uint8, C-contiguous.
 
     One rule for every encoding (:func:`decode_image` results):
 

@@ -65,7 +65,7 @@ class RosbagsMessageTypes:
         self._plans: dict[str, _Plan] = {}
 
     def message_class(self, msgtype: str) -> type:
-        """The rosbags class of ``msgtype`` (every field must then be given, natively)."""
+        """Return the rosbags class of ``msgtype`` (every field must then be given, natively)."""
         return self._plan(msgtype)[0]
 
     def _plan(self, msgtype: str) -> _Plan:
@@ -128,7 +128,7 @@ class RosbagsMessageTypes:
 
     @staticmethod
     def _converter(desc: tuple[Any, ...], where: str) -> Any:
-        """A function converting a given value of this field, or None when it is passed as is."""
+        """Return a function converting a given value of this field, or None when it is passed as is."""
         kind, detail = desc
         if kind not in (Nodetype.ARRAY, Nodetype.SEQUENCE):
             return None

@@ -423,7 +423,7 @@ def _field_msgs(fields: Sequence[Any], msgs: MessageTypes) -> list[Any]:
 
 
 def _base_type(dtype: np.dtype) -> np.dtype | None:
-    """The one sub-field type of a packed, gap-free, equally typed point dtype (e.g. 4 x <f4), else None."""
+    """Return the sub-field type of a packed, gap-free, equally typed point dtype (4 x <f4), else None."""
     names = dtype.names
     first = dtype.fields[names[0]][0] if names else None
     if first is None or first.subdtype is not None:
@@ -494,7 +494,7 @@ def _encode(points: Any, dtype: np.dtype, clip: bool, copy: bool) -> np.ndarray:
 
 
 def _from_rows(points: Any, k: int) -> np.ndarray:
-    """An iterable of per-point tuples as an (N, k) array, one naturally typed column at a time."""
+    """Turn an iterable of per-point tuples into an (N, k) array, one naturally typed column at a time."""
     try:
         rows = [tuple(p) for p in points]
     except TypeError as exc:
@@ -583,7 +583,7 @@ def _from_objects(src: np.ndarray, dst: np.dtype, clip: bool, name: str) -> np.n
 
 
 def _has_nan(out: np.ndarray) -> bool:
-    """True when any floating field of ``out`` holds a NaN (one NaN-propagating min per field)."""
+    """Tell whether any floating field of ``out`` holds a NaN (one NaN-propagating min per field)."""
     if out.size == 0:
         return False
     dtype = out.dtype
