@@ -38,6 +38,8 @@ copy), and ``is_dense`` costs one NaN-propagating min/max per floating field. ``
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -45,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from perception_nodes.io.fields import byte_buffer, non_negative_int
-from perception_nodes.io.messages import MessageTypes, default_message_types
+from perception_nodes.io.messages import MessageTypes, RosbagsMessageTypes, default_message_types
 
 __all__ = ['INT8', 'UINT8', 'INT16', 'UINT16', 'INT32', 'UINT32', 'FLOAT32', 'FLOAT64', 'DATATYPES',
            'point_field', 'dtype_from_fields', 'fields_from_dtype', 'cloud_layout', 'read_points',
@@ -58,6 +60,8 @@ DATATYPES: dict[int, str] = {INT8: 'i1', UINT8: 'u1', INT16: 'i2', UINT16: 'u2',
 _CODES = {np.dtype(code).newbyteorder('<').str[1:]: datatype for datatype, code in DATATYPES.items()}
 MAX_SUBFIELDS = 1 << 16   # guards against absurd ``count`` values in garbage messages
 _POINTCLOUD2 = 'sensor_msgs/msg/PointCloud2'
+_PC2_FIELDS = ('header', 'height', 'width', 'fields', 'is_bigendian', 'point_step', 'row_step', 'data',
+               'is_dense')
 _CACHE_SIZE = 256          # distinct (fields, point_step, byte order) layouts remembered
 _DTYPE_CACHE: dict[tuple[Any, ...], np.dtype] = {}
 _LAYOUT_CACHE: dict[tuple[Any, ...], list[tuple[str, int, int, int]]] = {}
@@ -390,16 +394,17 @@ def create_cloud(header: Any, fields: Sequence[Any], points: Any, msgs: MessageT
     """
     msgs = msgs or default_message_types()
     dtype = _cached_dtype(fields, point_step, is_bigendian)
-    out = _encode(points, dtype, clip, copy)
+    out, nan = _encode(points, dtype, clip, copy, is_dense is None)
     if out.ndim not in (1, 2):
         raise ValueError(f'points must be 1-D (unorganized) or 2-D (organized), got shape {out.shape}')
     height, width = (1, out.shape[0]) if out.ndim == 1 else out.shape
     if is_dense is None:
-        is_dense = not _has_nan(out)
-    return msgs.new(_POINTCLOUD2, header=header, height=height, width=width, fields=_field_msgs(fields, msgs),
-                    is_bigendian=bool(is_bigendian), point_step=dtype.itemsize,
-                    row_step=dtype.itemsize * width, data=out.reshape(-1).view(np.uint8),
-                    is_dense=bool(is_dense))
+        is_dense = not (_has_nan(out) if nan is None else nan)
+    values = dict(header=header, height=height, width=width, fields=_field_msgs(fields, msgs),
+                  is_bigendian=bool(is_bigendian), point_step=dtype.itemsize, row_step=dtype.itemsize * width,
+                  data=out.reshape(-1).view(np.uint8), is_dense=bool(is_dense))
+    cls = _positional_class(msgs, _POINTCLOUD2, _PC2_FIELDS)
+    return cls(**values) if cls is not None else msgs.new(_POINTCLOUD2, **values)
 
 
 def _field_msgs(fields: Sequence[Any], msgs: MessageTypes) -> list[Any]:
@@ -412,16 +417,31 @@ def _field_msgs(fields: Sequence[Any], msgs: MessageTypes) -> list[Any]:
             if len(_LAYOUT_CACHE) >= _CACHE_SIZE:
                 _LAYOUT_CACHE.clear()
             _LAYOUT_CACHE[key] = layout
-    make = getattr(msgs, 'message_class', None)
-    if make is not None:
-        try:
-            cls = make('sensor_msgs/msg/PointField')
-            return [cls(name=n, offset=o, datatype=d, count=c) for n, o, d, c in layout]
-        except (TypeError, ValueError):
-            pass
+    cls = _positional_class(msgs, 'sensor_msgs/msg/PointField', ('name', 'offset', 'datatype', 'count'))
+    if cls is not None:
+        return [cls(n, o, d, c) for n, o, d, c in layout]
     return [point_field(n, o, d, c, msgs) for n, o, d, c in layout]
 
 
+def _positional_class(msgs: MessageTypes, msgtype: str, names: tuple[str, ...]) -> Any:
+    """Return the rosbags dataclass of ``msgtype`` when its fields are ``names`` (in order), else None.
+
+    Only :class:`RosbagsMessageTypes` qualifies: its classes take numpy arrays as they are, so a hot path
+    may call them directly; other factories (rclpy) convert values in ``new``.
+    """
+    if not isinstance(msgs, RosbagsMessageTypes):
+        return None
+    return _rosbags_class(msgs, msgtype, names)
+
+
+@functools.lru_cache(maxsize=64)
+def _rosbags_class(msgs: RosbagsMessageTypes, msgtype: str, names: tuple[str, ...]) -> Any:
+    cls = msgs.message_class(msgtype)
+    fields = tuple(f.name for f in dataclasses.fields(cls) if f.name != '__msgtype__')
+    return cls if fields == names else None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def _base_type(dtype: np.dtype) -> np.dtype | None:
     """Return the sub-field type of a packed, gap-free, equally typed point dtype (4 x <f4), else None."""
     names = dtype.names
@@ -435,7 +455,8 @@ def _base_type(dtype: np.dtype) -> np.dtype | None:
     return first if dtype.itemsize == len(names) * first.itemsize else None
 
 
-def _gaps(dtype: np.dtype) -> list[tuple[int, int]]:
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _gaps(dtype: np.dtype) -> tuple[tuple[int, int], ...]:
     """Byte ranges of a point not covered by any field (padding), merged."""
     covered = sorted((off, off + sub.itemsize) for sub, off, *_ in dtype.fields.values())
     gaps, pos = [], 0
@@ -445,34 +466,39 @@ def _gaps(dtype: np.dtype) -> list[tuple[int, int]]:
         pos = max(pos, end)
     if pos < dtype.itemsize:
         gaps.append((pos, dtype.itemsize))
-    return gaps
+    return tuple(gaps)
 
 
 def _new_points(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return np.zeros(shape, dtype=dtype) if _gaps(dtype) else np.empty(shape, dtype=dtype)
 
 
-def _encode(points: Any, dtype: np.dtype, clip: bool, copy: bool) -> np.ndarray:
-    """``points`` as a C-contiguous array of ``dtype`` (zeroed padding), values checked as documented."""
+def _encode(points: Any, dtype: np.dtype, clip: bool, copy: bool,
+            want_nan: bool = False) -> tuple[np.ndarray, bool | None]:
+    """``points`` as a C-contiguous array of ``dtype`` (zeroed padding), values checked as documented.
+
+    Also returns whether a floating value is NaN when that was cheap to learn on the way (the input of a
+    plain float array is scanned just before it is copied, while it is in cache), else None.
+    """
     names = dtype.names
     if isinstance(points, np.ndarray) and points.dtype.names is not None:
         if points.dtype == dtype:
             if not copy and points.flags.c_contiguous:
-                return points
+                return points, None
             out = np.array(points, order='C', copy=True)
             gaps = _gaps(dtype)
             if gaps and out.size:
                 raw = out.reshape(-1).view(np.uint8).reshape(out.size, dtype.itemsize)
                 for a, b in gaps:
                     raw[:, a:b] = 0
-            return out
+            return out, None
         missing = [n for n in names if n not in points.dtype.names]
         if missing:
             raise ValueError(f'points lack field(s) {missing}; they have {list(points.dtype.names)}')
         out = _new_points(points.shape, dtype)
         for name in names:
             out[name] = _checked(points[name], dtype.fields[name][0], clip, name)
-        return out
+        return out, None
     if isinstance(points, np.ndarray):
         arr = points
     else:
@@ -485,12 +511,16 @@ def _encode(points: Any, dtype: np.dtype, clip: bool, copy: bool) -> np.ndarray:
     base = _base_type(dtype)
     if base is not None and arr.dtype.kind in 'biuf' and (arr.dtype == base or base.kind == 'f'):
         checked = _checked(arr, base, clip, names[0] if len(names) == 1 else 'every')
+        nan = None
+        if want_nan:
+            nan = bool(checked.size) and base.kind == 'f' and checked.dtype.kind == 'f' and \
+                bool(np.isnan(checked.min()))
         out = np.array(checked, dtype=base, order='C', copy=True)
-        return out.view(dtype).reshape(arr.shape[:-1])
+        return out.view(dtype).reshape(arr.shape[:-1]), nan
     out = _new_points(arr.shape[:-1], dtype)
     for j, name in enumerate(names):
         out[name] = _checked(arr[..., j], dtype.fields[name][0], clip, name)
-    return out
+    return out, None
 
 
 def _from_rows(points: Any, k: int) -> np.ndarray:
