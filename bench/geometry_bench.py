@@ -121,7 +121,35 @@ def kitti_rows(repeats: int) -> dict[str, Any]:
     live = {'voxel_size': 0.2, 'cluster': 'connected_components'}
     return {'kitti_points': int(len(points)),
             'fit_ground_plane_kitti_ms': _median_ms(lambda: fit_ground_plane(points), repeats),
-            'segment_scan_kitti_ms': _median_ms(lambda: segment_scan(points, **live), repeats)}
+            'segment_scan_kitti_ms': _median_ms(lambda: segment_scan(points, **live), repeats),
+            **first_segment_scan()}
+
+
+FIRST = '''
+import sys, time
+sys.path.insert(0, {src!r})
+import numpy as np, torch
+from perception_nodes.io.kitti import find_kitti_frames, load_kitti_frame, shared_data_dir
+points = load_kitti_frame(find_kitti_frames(shared_data_dir() / 'kitti_raw_2011_09_26_seq')[0]).points
+t0 = time.perf_counter()
+from perception_nodes.teacher.instances import segment_scan
+t1 = time.perf_counter()
+segment_scan(points, voxel_size=0.2, cluster='connected_components')
+t2 = time.perf_counter()
+print(round(t1 - t0, 3), round((t2 - t1) * 1e3, 1))
+'''
+
+
+def first_segment_scan() -> dict[str, Any]:
+    """In a fresh process (numpy and torch already imported): import of instances, first segment_scan."""
+    import perception_nodes
+    src = str(Path(perception_nodes.__file__).resolve().parents[1])
+    proc = subprocess.run([sys.executable, '-c', FIRST.format(src=src)], capture_output=True, text=True,
+                          timeout=300)
+    if proc.returncode != 0:
+        return {'segment_scan_first_error': proc.stderr.strip().splitlines()[-1:]}
+    imp, first = proc.stdout.split()
+    return {'instances_import_s': float(imp), 'segment_scan_first_call_ms': float(first)}
 
 
 def main() -> None:
