@@ -38,7 +38,8 @@ from rosbags.rosbag2.storage_mcap import McapReader, McapWriter, msgsrc
 from perception_nodes.io.messages import RosbagsMessageTypes, default_message_types
 
 __all__ = ['BagError', 'BagWriteError', 'BagMessage', 'TopicSummary', 'BagSummary', 'open_bag',
-           'iter_messages', 'bag_topics', 'bag_summary', 'BagWriter', 'is_truncated', 'MAX_LOG_TIME_NS']
+           'iter_messages', 'bag_topics', 'bag_summary', 'BagWriter', 'is_truncated', 'MAX_LOG_TIME_NS',
+           'check_log_time']
 
 STORAGES = ('mcap', 'sqlite3')
 MAX_LOG_TIME_NS = 2**63 - 1     # rosbag2 stores int64 nanoseconds, MCAP uint64: 0 .. 2**63 - 1 fits both
@@ -413,7 +414,7 @@ class BagWriter:
         outside 0 .. 2**63 - 1 ns or a field of ``msg`` cannot be serialized (e.g. a header stamp whose
         ``sec`` does not fit int32); nothing of that message is written then, so the bag stays valid.
         """
-        stamp = _log_time(topic, stamp_ns)
+        stamp = check_log_time(topic, stamp_ns)
         try:
             data = self.msgs.serialize(msg, msgtype)
         except (OverflowError, struct.error, TypeError, ValueError, AttributeError, KeyError) as exc:
@@ -424,7 +425,7 @@ class BagWriter:
 
     def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, stamp_ns: int) -> None:
         """Append already CDR-serialized bytes (log time checked as in :meth:`write`)."""
-        stamp = _log_time(topic, stamp_ns)
+        stamp = check_log_time(topic, stamp_ns)
         conn = self.add_topic(topic, msgtype, latched=topic == '/tf_static')
         self._writer.write(conn, stamp, data)
         self.counts[topic] += 1
@@ -453,8 +454,12 @@ class BagWriter:
             os.replace(built, self.path)
 
 
-def _log_time(topic: str, stamp_ns: Any) -> int:
-    """``stamp_ns`` as an int a bag can store, else BagWriteError naming the topic and the stamp."""
+def check_log_time(topic: str, stamp_ns: Any) -> int:
+    """Return ``stamp_ns`` as an int a bag can store, else raise BagWriteError naming topic and stamp.
+
+    What :meth:`BagWriter.write` checks first; a caller writing several messages per frame can check
+    every stamp before writing any, so that a frame is written whole or not at all.
+    """
     if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
         raise BagWriteError(f'{topic}: log time {stamp_ns!r} is not an integer number of nanoseconds',
                             topic, stamp_ns)

@@ -174,6 +174,11 @@ def test_out_of_range_stamps_are_a_clear_value_error_and_the_bag_survives(tmp_pa
         w.write('/points', CLOUD, cloud, 4)                   # the writer goes on after a refused message
     assert [m.log_time_ns for m in iter_messages(bag)] == [1, 4]
     assert issubclass(BagWriteError, ValueError)
+    from perception_nodes.io.bags import check_log_time        # a frame's stamps can be checked up front
+    assert check_log_time('/points', np.int64(7)) == 7
+    with pytest.raises(BagWriteError, match='/overlay: log time -1 ns') as info:
+        check_log_time('/overlay', -1)
+    assert (info.value.topic, info.value.stamp_ns) == ('/overlay', -1)
 
 
 def _chunks(path: Path) -> list[tuple[int, int, int, int, int]]:
