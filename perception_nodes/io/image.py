@@ -176,6 +176,8 @@ def _codec(fmt: str, data: np.ndarray) -> str:
     magic = 'png' if bytes(data[:8]) == _PNG_MAGIC else 'jpeg' if bytes(data[:3]) == b'\xff\xd8\xff' else None
     if len(named) > 1:
         raise ValueError(f'compressed image format {fmt!r} names both jpeg and png')
+    if not named and 'compresseddepth' in low:
+        named = {'png'}                    # "16UC1; compressedDepth": older plugins' only codec, PNG
     if not named:
         if low.strip():
             raise ValueError(f'unsupported compressed image format {fmt!r}: only jpeg and png are decoded')

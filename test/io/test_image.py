@@ -96,6 +96,12 @@ def test_compressed_grey_and_depth():
     out = compressed_to_rgb(msg)
     assert np.isnan(out[0, 0])
     np.testing.assert_allclose(out.reshape(-1)[1:], depth.reshape(-1)[1:], rtol=1e-6)
+    # the older format string names no codec (PNG was compressedDepth's only one); RVL is refused
+    msg.format = '32FC1; compressedDepth'
+    np.testing.assert_allclose(compressed_to_rgb(msg).reshape(-1)[1:], depth.reshape(-1)[1:], rtol=1e-6)
+    msg.format = '16UC1; compressedDepth rvl'
+    with pytest.raises(ValueError, match='only the png variant'):
+        compressed_to_rgb(msg)
 
 
 @pytest.mark.parametrize('make, match', [
