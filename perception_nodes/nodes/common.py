@@ -336,7 +336,7 @@ STARTUP_ERRORS = (ValueError, OSError, ParameterException, NameValidationExcepti
 def _fatal(exc: BaseException) -> None:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
-    rclpy.logging.get_logger('perception_nodes').fatal(line)
+    rclpy.logging.get_logger('perception_nodes').fatal(f'cannot start: {line}')
 
 
 def run(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:

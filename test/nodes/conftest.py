@@ -255,6 +255,16 @@ def rig(ros_harness, rclpy_init, kitti):
         r.close()
 
 
+def wait_for(predicate: Callable[[], bool], timeout: float = 5.0, step: float = 0.01) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` seconds pass (for what another thread spins)."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(step)
+    return True
+
+
 def statuses(array: Any) -> dict[str, tuple[int, str, dict[str, str]]]:
     """{status name: (level, message, {key: value})} of a DiagnosticArray."""
     out = {}

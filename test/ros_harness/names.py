@@ -298,8 +298,16 @@ def yaml_value(text: str) -> Any:
 
 def parse_params_file(path: str) -> dict[str, dict[str, Any]]:
     """``{node name pattern: {parameter: value}}`` from a ROS 2 parameter file."""
-    with open(path, encoding='utf-8') as handle:
-        root = yaml.compose(handle)
+    # rcl_yaml_param_parser fails (and rcl_parse_arguments with it) on a file it cannot open or parse
+    try:
+        with open(path, encoding='utf-8') as handle:
+            root = yaml.compose(handle)
+    except OSError as exc:
+        raise ParamsError(f"Couldn't parse params file: '--params-file {path}'. Error: Error opening YAML file "
+                          f'({exc.strerror})') from None
+    except yaml.YAMLError as exc:
+        detail = ' '.join(str(exc).split())
+        raise ParamsError(f"Couldn't parse params file: '--params-file {path}'. Error: {detail}") from None
     out: dict[str, dict[str, Any]] = {}
     if root is None:
         return out
