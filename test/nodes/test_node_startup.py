@@ -128,3 +128,31 @@ def test_destroy_and_shutdown_leave_no_thread_or_traceback(ros_harness, capfd, b
     assert not any(t.is_alive() for t in workers)
     assert ros_harness.thread_errors == [] and ros_harness.leaked_threads == []
     assert 'Traceback' not in capfd.readouterr().err
+
+
+def test_the_shipped_params_file_starts_both_nodes_with_their_declared_types(ros_harness, clip_cache,
+                                                                             student_onnx):
+    """config/perception.yaml (what the launch files pass) holds every key in its declared parameter type."""
+    import rclpy
+
+    from perception_nodes.config import config_from_dict, flatten, params_section
+    from perception_nodes.nodes.fusion_node import FusionNode
+    from perception_nodes.nodes.student_node import StudentNode
+    shipped = Path(__file__).resolve().parents[2] / 'config' / 'perception.yaml'
+    tiny = ['-p', 'teacher.clip_model:=ovp-tiny', '-p', 'teacher.clip_pretrained:=none',
+            '-p', f'teacher.cache_dir:={clip_cache}', '-p', f'labeller.student:={student_onnx}']
+    rclpy.init(args=['node', '--ros-args', '--params-file', str(shipped), *tiny])
+    try:
+        for cls, name in ((FusionNode, 'fusion_node'), (StudentNode, 'student_node')):
+            node = cls()
+            try:
+                flat = flatten(params_section(yaml.safe_load(shipped.read_text()), name))
+                flat.update({'teacher.clip_model': 'ovp-tiny', 'teacher.clip_pretrained': 'none',
+                             'teacher.cache_dir': str(clip_cache), 'labeller.student': str(student_onnx)})
+                expected = config_from_dict(unflatten(flat))
+                assert node.ovp_core.config == expected
+                assert expected.labeller.kind == {'fusion_node': 'teacher', 'student_node': 'student'}[name]
+            finally:
+                node.destroy_node()
+    finally:
+        rclpy.shutdown()
