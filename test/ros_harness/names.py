@@ -303,8 +303,8 @@ def parse_params_file(path: str) -> dict[str, dict[str, Any]]:
         with open(path, encoding='utf-8') as handle:
             root = yaml.compose(handle)
     except OSError as exc:
-        raise ParamsError(f"Couldn't parse params file: '--params-file {path}'. Error: Error opening YAML file "
-                          f'({exc.strerror})') from None
+        raise ParamsError(f"Couldn't parse params file: '--params-file {path}'. Error: Error opening YAML "
+                          f'file ({exc.strerror})') from None
     except yaml.YAMLError as exc:
         detail = ' '.join(str(exc).split())
         raise ParamsError(f"Couldn't parse params file: '--params-file {path}'. Error: {detail}") from None
