@@ -80,12 +80,13 @@ def student_onnx(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def base_params(clip_cache) -> dict[str, Any]:
-    """Parameters every test node gets: KITTI topics, tiny CLIP, generous time limits (no drops)."""
+    """Parameters every test node gets: KITTI topics, tiny CLIP, generous limits (no drops, no warnings)."""
     return {'inputs.lidar_topic': LIDAR, 'inputs.camera_topics': list(CAMERAS),
             'teacher.clip_model': 'ovp-tiny', 'teacher.clip_pretrained': 'none',
             'teacher.cache_dir': str(clip_cache), 'teacher.input_size': [64, 128],
             'vocabulary.classes': list(CLASSES), 'vocabulary.templates': ['a photo of a {}.'],
-            'node.max_frame_age': 0.0, 'node.max_processing_time': 60.0, 'node.diagnostics_period': 0.1}
+            'node.max_frame_age': 0.0, 'node.max_processing_time': 60.0, 'node.diagnostics_period': 0.1,
+            'node.silent_topic_timeout': 60.0}
 
 
 def stamp_of(i: int) -> int:

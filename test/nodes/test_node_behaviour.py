@@ -49,9 +49,9 @@ def test_stamps_going_back_reset_the_synchronizer_and_worker(rig, kit, base_para
     if not detect:
         node.ovp_jumps.stamp = lambda topic, ns: None
     submitted = node.ovp_core.worker.counts.submitted
-    received = node.ovp_core.stats.received(kit.LIDAR)
+    received = {t: node.ovp_core.stats.received(t) for t in (kit.LIDAR, *kit.CAMERAS)}
     r.send(0)                                              # the loop starts again at T0
-    assert r.spin_until(lambda: node.ovp_core.stats.received(kit.LIDAR) == received + 1)
+    assert r.spin_until(lambda: all(node.ovp_core.stats.received(t) == n + 1 for t, n in received.items()))
     resets = node.ovp_core.stats.counts().get('synchronizer_resets', 0)
     if not detect:
         # the control: message_filters evicted the new cloud (lowest stamp first), no set formed
@@ -108,7 +108,8 @@ def test_diagnostics_and_the_watchdog_keep_running_while_clock_is_paused(rig, ki
                                 'node.silent_topic_timeout': 0.3})
     clock.publish(_clock_msg(kit.T0_NS))                   # one tick, then the bag is paused
     assert r.spin_until(lambda: node.get_clock().now().nanoseconds == kit.T0_NS)
-    start = len(diagnostics)
+    assert r.spin_until(lambda: any(stamp_to_ns(d.header.stamp) == kit.T0_NS for d in diagnostics))
+    start = next(i for i, d in enumerate(diagnostics) if stamp_to_ns(d.header.stamp) == kit.T0_NS)
     assert r.spin_until(lambda: len(diagnostics) >= start + 8, timeout=10)
     stamps = {stamp_to_ns(d.header.stamp) for d in diagnostics[start:]}
     assert stamps == {kit.T0_NS}                          # ROS time stood still, the wall-clock timer ran

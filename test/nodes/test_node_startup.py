@@ -94,8 +94,8 @@ def test_main_runs_until_shutdown_and_leaves_no_thread_or_traceback(ros_harness,
         assert kit.wait_for(lambda: rclpy.ok(), timeout=10)
         r = kit.Rig(ros_harness, kitti)
         clouds = r.listen('/fusion_node/labeled_points', PointCloud2)
-        assert r.spin_until(lambda: r.node.count_subscribers('/velodyne_points') == 1, timeout=20)
-        r.spin(0.1)
+        # ~/query is the last subscription the node makes: every input is subscribed by then
+        assert r.spin_until(lambda: r.node.count_subscribers('/fusion_node/query') == 1, timeout=20)
         r.send(0)
         assert r.spin_until(lambda: clouds), ros_harness.log_messages(30)
     finally:
