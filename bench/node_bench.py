@@ -49,6 +49,28 @@ def _stats(values: list[float]) -> dict[str, float]:
             'p90': round(float(np.percentile(v, 90)), 2)}
 
 
+def _per_output(outputs: dict[int, object], msgs, repeat: int) -> dict[str, float]:
+    """Median ms of each output's conversion alone (the writer's functions, one frame's outputs)."""
+    from perception_nodes.io.outputs import (labeled_cloud, occupancy_grid_msg, overlay_image_msg,
+                                             voxel_markers)
+    from perception_nodes.io.stamps import header
+    out = next(iter(outputs.values()))
+    hdr = header(out.frame_id, out.stamp_ns, msgs)
+    work = {'labeled_points': lambda: labeled_cloud(out, hdr, out.palette, msgs),
+            'occupancy': lambda: occupancy_grid_msg(out.occupancy, hdr, msgs),
+            'semantic_voxels': lambda: voxel_markers(out.voxels, hdr, out.class_names, out.palette, msgs),
+            'overlay': lambda: overlay_image_msg(next(iter(out.overlays.values())), hdr, msgs)}
+    result = {}
+    for key, fn in work.items():
+        times = []
+        for _ in range(max(repeat, 3)):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        result[key] = round(float(np.median(times)), 2)
+    return result
+
+
 def _message_types(kind: str):
     if kind == 'rosbags':
         from perception_nodes.io.messages import default_message_types
@@ -144,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                         timings[stage].append(last[stage][-1])
             results[scenario] = {'outputs': sorted(published[scenario]),
                                  'ms': {k: _stats(v) for k, v in timings.items()}}
+        per_output = _per_output(outputs, msgs, args.repeat)
     finally:
         if load is not None:
             load.kill()
@@ -154,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {'bench': 'node', 'messages': args.messages, 'load': 'one busy core' if args.load else 'idle',
               'frames': len(sets), 'passes': args.repeat - 1, 'points': int(sets[0][0].width),
               'image': f'{sets[0][1].width}x{sets[0][1].height} rgb8', 'occupied_voxels': int(voxels),
-              'subscribed': results,
+              'subscribed': results, 'convert_median_ms_per_output': per_output,
               'cpus': os.cpu_count(), 'python': platform.python_version(),
               'note': 'assemble: cloud + image + CameraInfo -> Frame; convert: outputs -> messages; total: '
                       'NodeCore.process with a pass-through pipeline'}
