@@ -42,6 +42,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import String
 from tf2_ros import Buffer, TransformListener
 
+from perception_nodes import stats as reasons
 from perception_nodes.assembly import StampShift, valid_stamp_ns
 from perception_nodes.config import KeyInfo, config_from_dict, keys, unflatten
 from perception_nodes.config.schema import coerce
@@ -222,23 +223,20 @@ class PerceptionNode(Node):
                                      callback_group=group)
         if not cameras:   # LiDAR only: nothing to synchronize
             def on_cloud(msg: PointCloud2) -> None:
-                self._ovp_on_input(lidar, msg)
-                self.ovp_core.on_synchronized(msg)
+                if self._ovp_on_input(lidar, msg):
+                    self.ovp_core.on_synchronized(msg)
             self.create_subscription(PointCloud2, lidar, on_cloud, qos, callback_group=group)
             return
         cloud = message_filters.Subscriber(self, PointCloud2, lidar, qos_profile=qos, callback_group=group)
-        # registered before the synchronizer connects: each message is seen (and a jump handled) first
-        cloud.registerCallback(lambda msg: self._ovp_on_input(lidar, msg))
-        filters: list[Any] = [cloud]
+        filters: list[Any] = [_Input(cloud, lambda msg: self._ovp_on_input(lidar, msg))]
         for cam in cameras:
             image_type = CompressedImage if cam.compressed else Image
             sub = message_filters.Subscriber(self, image_type, cam.image_topic, qos_profile=qos,
                                              callback_group=group)
-            sub.registerCallback(lambda msg, topic=cam.image_topic, offset=cam.time_offset_ns:
-                                 self._ovp_on_input(topic, msg, offset))
-            if cam.time_offset_ns:
-                sub = _Shift(sub, cam.time_offset_ns, self.ovp_msgs)
-            filters.append(sub)
+
+            def check(msg: Any, cam: Any = cam) -> bool:
+                return self._ovp_on_input(cam.image_topic, msg, cam.time_offset_ns, cam.name)
+            filters.append(_Input(sub, check, cam.time_offset_ns, self.ovp_msgs))
         self.ovp_synchronizer = message_filters.ApproximateTimeSynchronizer(
             filters, config.node.queue_size, config.inputs.sync_slop)
         # The Python synchronizer accepts a set only when its spread is strictly below slop; 1 ns more makes a
@@ -246,14 +244,24 @@ class PerceptionNode(Node):
         self.ovp_synchronizer.slop = Duration(nanoseconds=round(config.inputs.sync_slop * 1e9) + 1)
         self.ovp_synchronizer.registerCallback(self.ovp_core.on_synchronized)
 
-    def _ovp_on_input(self, topic: str, msg: Any, offset_ns: int = 0) -> None:
-        """Every input message before synchronization: rates, watchdog, and stamps going back."""
+    def _ovp_on_input(self, topic: str, msg: Any, offset_ns: int = 0, camera: str = '') -> bool:
+        """See every input message first: rates, watchdog, time going back; False: an invalid stamp.
+
+        A stamp with ``sec < 0`` makes message_filters raise inside the executor (the node would die) and
+        one with ``nanosec >= 1e9`` is not a time: such a message goes no further, counted as a bad cloud
+        or a bad image of its camera.
+        """
         self.ovp_core.on_input(topic)
         stamp = valid_stamp_ns(getattr(getattr(msg, 'header', None), 'stamp', None))
-        if stamp is not None:
-            reason = self.ovp_jumps.stamp(topic, stamp - offset_ns)
-            if reason is not None:
-                self._ovp_reset(reason)
+        if stamp is None or stamp - offset_ns < 0:
+            what = f'{camera}: ' if camera else ''
+            problem = f'{what}{topic}: invalid header stamp (needs sec >= 0, 0 <= nanosec < 1e9)'
+            self.ovp_core.stats.count(reasons.BAD_IMAGE if camera else reasons.BAD_CLOUD, problem=problem)
+            return False
+        reason = self.ovp_jumps.stamp(topic, stamp - offset_ns)
+        if reason is not None:
+            self._ovp_reset(reason)
+        return True
 
     def _ovp_on_clock_jump(self, jump: Any) -> None:
         reason = self.ovp_jumps.clock(self.get_clock().now().nanoseconds)
@@ -302,17 +310,27 @@ class PerceptionNode(Node):
         super().destroy_node()
 
 
-class _Shift(message_filters.SimpleFilter):
-    """Presents a camera's images with its time offset subtracted from their stamps (``StampShift``)."""
+class _Input(message_filters.SimpleFilter):
+    """Between an input's Subscriber and the synchronizer.
 
-    def __init__(self, source: Any, offset_ns: int, msgs: RclpyMessageTypes) -> None:
+    Each message is shown to ``check`` (the node's bookkeeping; False drops it) and, for a camera with a
+    time offset, presented with the offset subtracted from its stamp (``StampShift``).
+    """
+
+    def __init__(self, source: Any, check: Callable[[Any], bool], offset_ns: int = 0,
+                 msgs: RclpyMessageTypes | None = None) -> None:
         super().__init__()
+        self.check = check
         self.offset_ns = int(offset_ns)
         self.msgs = msgs
         self.incoming_connection = source.registerCallback(self.add)
 
     def add(self, msg: Any) -> None:
-        self.signalMessage(StampShift(msg, self.offset_ns, lambda ns: ns_to_stamp(ns, self.msgs)))
+        if not self.check(msg):
+            return
+        if self.offset_ns:
+            msg = StampShift(msg, self.offset_ns, lambda ns: ns_to_stamp(ns, self.msgs))
+        self.signalMessage(msg)
 
 
 def _plain(value: Any) -> Any:

@@ -239,3 +239,36 @@ def test_keep_latest_drops_and_processing_time_status(rig, kit, base_params):
     assert r.spin_until(lambda: len(clouds) == 6)
     assert r.spin_until(lambda: processing()[2]['consecutive overruns'] == '0', timeout=5)
     assert processing()[0] == 0 and processing()[2]['frames dropped (replaced by newer)'] == '1'
+
+
+def test_a_message_with_an_invalid_stamp_is_counted_and_the_node_goes_on(rig, kit, base_params, kitti):
+    import message_filters
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import PointCloud2
+
+    from perception_nodes.nodes.fusion_node import FusionNode
+    r = rig()
+    bad_cloud = kit.cloud_of(kitti[0], kit.T0_NS, r.msgs)
+    bad_cloud.header.stamp.sec = -1                         # int32: a driver can send it
+    # the premise: message_filters' synchronizer raises on it (in the executor, the node would die)
+    inputs = [message_filters.SimpleFilter(), message_filters.SimpleFilter()]
+    message_filters.ApproximateTimeSynchronizer(inputs, 5, 0.05)
+    with pytest.raises(ValueError, match='must not be negative'):
+        inputs[0].signalMessage(bad_cloud)
+
+    node = r.start(FusionNode, base_params)
+    clouds = r.listen('/fusion_node/labeled_points', PointCloud2)
+    diagnostics = r.listen('/diagnostics', DiagnosticArray)
+    bad_image = kit.image_of(kitti[0], kit.T0_NS, r.msgs)
+    bad_image.header.stamp.nanosec = 2_000_000_000          # uint32: not a time either
+    r.cloud_pub.publish(bad_cloud)
+    r.image_pubs[1].publish(bad_image)
+    assert r.spin_until(lambda: node.ovp_core.stats.received(kit.CAMERAS[1]) == 1)
+    counts = node.ovp_core.stats.counts()
+    assert counts['bad_cloud'] == 1 and counts['camera/bad_image'] == 1
+    problem = node.ovp_core.stats.last_problem['camera/bad_image']
+    assert 'cam_b: /cam_b/image_raw: invalid header stamp' in problem
+    r.send(1)
+    assert r.spin_until(lambda: clouds) and stamp_to_ns(clouds[0].header.stamp) == kit.stamp_of(1)
+    assert r.spin_until(lambda: diagnostics and kit.statuses(diagnostics[-1])['fusion_node: input errors'][2]
+                        ['bad_cloud'] == '1', timeout=5)
