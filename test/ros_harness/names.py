@@ -4,8 +4,9 @@ Mirrors rmw's ``rmw_validate_full_topic_name`` / ``rmw_validate_namespace`` / ``
 rcl's ``rcl_validate_topic_name``, ``rcl_expand_topic_name``, ``rcl_remap_*``, ``rcl_parse_arguments``
 (``--ros-args`` ... ``--``: ``-r``/``--remap``, ``-p``/``--param``, ``--params-file``, ``--log-level``, the
 rosout/stdout/external-lib switches, ``-e``/``--enclave``) and ``rcl_yaml_param_parser`` (typing of
-scalars, homogeneous sequences, ``/**`` and ``/*`` node wildcards, nested parameter namespaces). The
-messages are rcl's and rmw's validation strings.
+scalars, homogeneous sequences, ``/**`` and ``/*`` node wildcards, nested parameter namespaces; a params
+file that cannot be opened or parsed fails argument parsing, so ``rclpy.init`` raises). The messages are
+rcl's and rmw's validation strings (the params-file ones shortened: no parser.c line numbers).
 """
 from __future__ import annotations
 
