@@ -35,6 +35,18 @@ class SemanticVoxels:
 
 
 @dataclass
+class Projections:
+    """Per usable camera m: where each point lands and whether it was used (pseudo-labelling's inputs)."""
+
+    cameras: list[str]                 # camera names, in the order below
+    image_sizes: list[tuple[int, int]]  # (H, W) per camera
+    uv: np.ndarray                     # (M, N, 2) float32 pixel coordinates
+    in_image: np.ndarray               # (M, N) bool: inside the image, in front of the camera
+    visible: np.ndarray                # (M, N) bool: in_image and passing the occlusion test
+    teacher_maps: list[np.ndarray] | None = None  # per camera (C, h, w) float32 teacher features, if any
+
+
+@dataclass
 class Outputs:
     """Per-frame results. Per-point arrays are aligned with the input frame's points."""
 
@@ -53,6 +65,7 @@ class Outputs:
     occupancy: OccupancyGrid2D | None = None
     voxels: SemanticVoxels | None = None
     occupancy_3d: np.ndarray | None = None  # (X, Y, Z) float32 occupied probability (the student's head)
+    projections: Projections | None = None  # per-camera geometry + teacher maps (outputs.projections)
     overlays: dict[str, np.ndarray] = field(default_factory=dict)  # camera name -> (H, W, 3) uint8
     camera_frames: dict[str, tuple[str, int]] = field(default_factory=dict)  # camera -> (frame_id, stamp)
     timings_ms: dict[str, float] = field(default_factory=dict)

@@ -224,6 +224,8 @@ class OutputsConfig:
                             'their own name)', scope='offline')
     embeddings: bool = key(False, 'Keep each point\'s feature in the outputs (free-text queries need them; '
                            'nodes keep them when a query is set)')
+    projections: bool = key(False, 'Keep the per-camera projections, visibility and the teacher\'s feature '
+                            'maps in the outputs (what pseudo-labelling stores)', scope='offline')
 
 
 @dataclass

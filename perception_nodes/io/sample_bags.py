@@ -3,7 +3,9 @@
 - :func:`write_sim_bag`: synthetic-world frames (perception_nodes.geometry.sim) as a ROS 2 bag:
   ``/velodyne_points`` (PointCloud2 x, y, z, intensity in frame ``velodyne``), per camera
   ``/camera_<i>/image_raw`` (rgb8 Image) + ``/camera_<i>/camera_info``, and ``/tf_static``
-  (``velodyne`` -> ``camera_<i>``), 10 Hz from ``start_ns``.
+  (``velodyne`` -> ``camera_<i>``), 10 Hz from ``start_ns``; with ``truth=True`` the cloud also carries the
+  ground truth as ``label`` (uint16, the ``SIM_CLASSES`` index) and ``instance`` (uint32, 0 = ground), the
+  fields ``ovp eval`` reads (as ``ovp kitti-to-bag`` writes them for SemanticKITTI).
 - :func:`write_kitti_sample_bag`: the first frames of the KITTI raw sample (``kitti_to_bag``).
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ from perception_nodes.frame import Frame
 from perception_nodes.io.bags import BagWriter
 from perception_nodes.io.camera_info import camera_info_msg
 from perception_nodes.io.image import rgb_to_image_msg
-from perception_nodes.io.pointcloud2 import FLOAT32, create_cloud, xyz_fields
+from perception_nodes.io.pointcloud2 import FLOAT32, UINT16, UINT32, create_cloud, xyz_fields
 from perception_nodes.io.stamps import header
 from perception_nodes.io.tf_buffer import tf_message, transform_stamped_msg
 
@@ -37,14 +39,16 @@ def sim_frames(num_frames: int, num_cameras: int = 1, image_size: str | tuple[in
 
 
 def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str = 'mcap',
-                  start_ns: int = START_NS, overwrite: bool = False) -> dict[str, int]:
+                  start_ns: int = START_NS, overwrite: bool = False, truth: bool = False) -> dict[str, int]:
     """Write synthetic frames as a bag (see the module docstring); returns message counts per topic.
 
     The frames are restamped ``start_ns + i * 100 ms``; their ground-truth rasters are not written.
+    ``truth``: also write each point's ground-truth class and instance (``label`` / ``instance`` fields).
     """
     if not frames:
         raise ValueError('write_sim_bag needs at least one frame')
-    fields = xyz_fields([('intensity', FLOAT32)])
+    extra = [('intensity', FLOAT32)] + ([('label', UINT16), ('instance', UINT32)] if truth else [])
+    fields = xyz_fields(extra)
     with BagWriter(Path(out), storage=storage, overwrite=overwrite) as bag:
         msgs = bag.msgs
         first = frames[0]
@@ -62,9 +66,29 @@ def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str 
                           stamp)
             intensity = frame.intensity if frame.intensity is not None else np.zeros(frame.num_points)
             points = np.concatenate([frame.points, np.asarray(intensity, np.float32)[:, None]], axis=1)
+            if truth:
+                points = _with_truth(points, frame)
             bag.write(SIM_LIDAR_TOPIC, 'sensor_msgs/msg/PointCloud2',
                       create_cloud(header(frame.frame_id, stamp, msgs), fields, points, msgs), stamp)
         return dict(bag.counts)
+
+
+def _with_truth(xyzi: np.ndarray, frame: Frame) -> np.ndarray:
+    """Structured x, y, z, intensity, label, instance rows of a frame with ground truth."""
+    if frame.labels is None or frame.instances is None:
+        raise ValueError('write_sim_bag(truth=True) needs frames with labels and instances')
+    labels, instances = np.asarray(frame.labels), np.asarray(frame.instances)
+    if labels.size and (labels.min() < 0 or labels.max() > 0xFFFF):
+        raise ValueError('ground-truth labels must fit uint16 (>= 0)')
+    if instances.size and instances.min() < 0:
+        raise ValueError('ground-truth instances must be >= 0')
+    out = np.zeros(len(xyzi), dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('intensity', '<f4'),
+                                     ('label', '<u2'), ('instance', '<u4')])
+    for i, name in enumerate(('x', 'y', 'z', 'intensity')):
+        out[name] = xyzi[:, i]
+    out['label'] = labels
+    out['instance'] = instances
+    return out
 
 
 def write_kitti_sample_bag(src: str | os.PathLike, out: str | os.PathLike, max_frames: int = 3,

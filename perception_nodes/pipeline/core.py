@@ -31,10 +31,11 @@ from perception_nodes.config import PerceptionConfig
 from perception_nodes.frame import CameraView, Frame
 from perception_nodes.geometry.projection import project_points
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
-from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
+from perception_nodes.outputs import UNKNOWN_LABEL, Outputs, Projections
 from perception_nodes.overlay import default_palette, draw_label_overlay
 from perception_nodes.pipeline import grids
 from perception_nodes.pipeline.fusion import vote_segments
+from perception_nodes.teacher.instances import segment_scan
 from perception_nodes.pipeline.labellers import (EnsembleLabeller, PointFeatures, StudentLabeller,
                                                  TeacherLabeller)
 from perception_nodes.vocabulary import Vocabulary, load_templates, load_vocabulary
@@ -262,7 +263,6 @@ class Pipeline:
         return usable
 
     def _segments(self, frame: Frame) -> torch.Tensor:
-        from perception_nodes.teacher.instances import segment_scan
         s = self.config.segments
         ids = segment_scan(frame.points, ground=s.ground, ground_height=s.ground_height,
                            ground_threshold=s.ground_threshold, eps=s.eps, min_samples=s.min_voxels,
@@ -399,6 +399,15 @@ class Pipeline:
             emb[primary.index] = torch.nan_to_num(primary.features.float())
             embeddings = emb.cpu().numpy()
         seen = visible.any(dim=0) if len(views) else torch.zeros(n, dtype=torch.bool)
+        projections = None
+        if cfg.outputs.projections:
+            teacher = next((r for r in results if r.source == 'teacher'), None)
+            projections = Projections(
+                cameras=[v.name for v in views], image_sizes=[tuple(map(int, s)) for s in proj.image_sizes],
+                uv=proj.uv.float().cpu().numpy(), in_image=proj.in_image.cpu().numpy(),
+                visible=visible.cpu().numpy(),
+                teacher_maps=None if teacher is None or teacher.maps is None
+                else [m.float().cpu().numpy() for m in teacher.maps])
         timings = dict(timer.times)
         timings['total'] = (time.perf_counter() - wall) * 1e3
         return Outputs(stamp_ns=frame.stamp_ns, frame_id=frame.frame_id, points=frame.points,
@@ -406,7 +415,7 @@ class Pipeline:
                        instances=instances.cpu().numpy().astype(np.uint32), class_names=self.class_names,
                        palette=self.palette, labeller=self.labeller_name, embeddings=embeddings,
                        visible=seen.cpu().numpy(), occupancy=occupancy, voxels=voxels,
-                       occupancy_3d=occupancy_3d, overlays=overlays,
+                       occupancy_3d=occupancy_3d, projections=projections, overlays=overlays,
                        camera_frames={v.name: (v.model.frame_id,
                                                v.stamp_ns or frame.stamp_ns) for v in views},
                        timings_ms=timings, notes=notes)

@@ -44,6 +44,7 @@ class PointFeatures:
     occupancy_logits: np.ndarray | None = None   # (X, Y, Z, 2) free / occupied (student)
     voxel_features: np.ndarray | None = None     # (X, Y, Z, C) CLIP-space language features (student)
     grid: Any = None                             # GridSpec of the occupancy head
+    maps: list[torch.Tensor] | None = None       # the teacher's per-camera (C, h, w) feature maps
 
 
 def _resolved(value: Any) -> Future:
@@ -111,7 +112,7 @@ class TeacherLabeller:
             fused = torch.zeros(0, self.text.shape[1], device=self.device)
         sampling_ms = (time.perf_counter() - start) * 1e3
         return PointFeatures('teacher', index, fused, self.text,
-                             {'teacher': teacher_ms, 'sampling': sampling_ms})
+                             {'teacher': teacher_ms, 'sampling': sampling_ms}, maps=list(maps))
 
 
 class StudentLabeller:

@@ -285,3 +285,16 @@ def test_deduplicated_rays_give_the_same_occupied_cells():
     free, free_full = deduped == 0, full == 0
     assert not (free & ~free_full).any()
     assert free.sum() >= 0.99 * free_full.sum()
+
+
+def test_projections_and_teacher_maps_are_kept_on_request():
+    frame = _frame()
+    p, teacher, emb = _pipeline(_config(**{'outputs.projections': True}))
+    out = p.process(frame)
+    pr = out.projections
+    assert pr.cameras == ['/cam0/image_raw', '/cam1/image_raw'] and pr.image_sizes == [(H, W), (H, W)]
+    assert pr.uv.shape == (2, frame.num_points, 2) and pr.visible.shape == pr.in_image.shape
+    assert np.array_equal(pr.visible.any(axis=0), out.visible)          # visibility 'none': in-image points
+    assert len(pr.teacher_maps) == 2 and pr.teacher_maps[0].shape == (emb.shape[1], 6, 8)
+    np.testing.assert_allclose(pr.teacher_maps[1][:, 0, :], teacher.table.T.numpy(), atol=1e-6)
+    assert _pipeline(_config())[0].process(frame).projections is None
