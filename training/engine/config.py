@@ -3,7 +3,8 @@
 A recipe file (``config/training/<recipe>.yaml``) names its base with ``extends: base.yaml`` (a path relative
 to the file; chains allowed). Mappings merge key by key, anything else (lists, scalars) replaces the base
 value. ``--set key.sub=value`` overrides (``phases.0.steps=5`` indexes lists) are applied after the merge;
-values are parsed as YAML. Files are read with ``yaml.safe_load`` only.
+values are parsed as YAML. Everything is read with ``perception_nodes.safe_yaml.load_yaml`` (safe_load
+without anchors / aliases, size-bounded).
 """
 from __future__ import annotations
 
@@ -14,8 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Sequence
 
-import yaml
-
+from perception_nodes.safe_yaml import load_yaml
 from training.data import DEFAULT_STORE_READER
 
 
@@ -57,11 +57,9 @@ def load_yaml_tree(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, 
     if path in _seen:
         raise ConfigError(f'config {path} extends itself (cycle {" -> ".join(str(p) for p in _seen)})')
     try:
-        data = yaml.safe_load(path.read_text(encoding='utf-8'))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f'{path}: not valid YAML: {exc}') from exc
-    except OSError as exc:
-        raise ConfigError(f'cannot read training config {path}: {exc}') from exc
+        data = load_yaml(path)
+    except ValueError as exc:
+        raise ConfigError(f'training config: {exc}') from exc
     data = data or {}
     if not isinstance(data, dict):
         raise ConfigError(f'{path}: a training config must be a mapping, got {type(data).__name__}')
@@ -79,7 +77,10 @@ def apply_overrides(tree: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         if '=' not in item:
             raise ConfigError(f'override {item!r}: expected key.path=value')
         key, raw = item.split('=', 1)
-        value = yaml.safe_load(raw) if raw != '' else None
+        try:
+            value = load_yaml(raw, name=f'override {key}') if raw != '' else None
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         parts = key.strip().split('.')
         node: Any = tree
         for i, part in enumerate(parts):

@@ -68,3 +68,9 @@ def test_every_recipe_file_loads_with_the_papers_constants():
     assert [ph.action for ph in u.phases] == [None, 'mask_addition', 'mask_addition', 'mask_addition']
     assert params['unscene3d'].drop_loss and params['unscene3d'].tau_drop == 0.01
     assert all(cfg.student.get('embed_dim') == 'auto' for cfg in configs.values())
+
+
+def test_yaml_anchors_are_refused(tmp_path):
+    (tmp_path / 'bomb.yaml').write_text('a: &x [1, 2]\nb: *x\n')
+    with pytest.raises(ConfigError, match='anchor'):
+        load_yaml_tree(tmp_path / 'bomb.yaml')
