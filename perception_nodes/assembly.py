@@ -15,8 +15,10 @@ for the ROS nodes (message_filters synchronizes live topics) alike. The rules, d
   (``camera/no_transform``), or an image that cannot be decoded, is not RGB-like, or does not have the
   CameraInfo's size (``camera/bad_image``) drops **that camera**; the frame survives with the others and
   lists the dropped ones in ``Frame.missing_cameras``. The camera frame is the CameraInfo's frame_id, else
-  the image's (leading ``/`` stripped). Images become (H, W, 3) uint8 RGB (``io.image.to_rgb8``: mono
-  replicated, 16-bit scaled by 1/256; float images are refused).
+  the image's (leading ``/`` stripped). An image's size is checked against its CameraInfo from the message
+  fields / the compressed header BEFORE decoding (a decompression bomb costs nothing), and it becomes the
+  (H, W, 3) uint8 RGB the teacher sees by the one rule of ``io.image.to_teacher_rgb`` (mono replicated,
+  16-bit scaled by its effective bit depth, float intensities stretched).
 - **Time offsets**: a camera's ``time_offset_ns`` (image stamp minus LiDAR stamp of the same instant) is
   subtracted before synchronization; ``CameraView.stamp_ns`` keeps the image's own stamp.
 - **Ego motion** (``inputs.fixed_frame``, e.g. ``odom``): ``T_cam_lidar = T(cam <- fixed at the image
@@ -161,9 +163,7 @@ def decode_truth(msg: Any, shape: tuple[int, int]) -> np.ndarray:
     from perception_nodes.io.image import image_to_array
     if str(getattr(msg, 'encoding', '')) not in ('mono16', '16UC1'):
         raise ValueError(f'truth raster encoding {getattr(msg, "encoding", None)!r}: expected mono16')
-    raw = image_to_array(msg)
-    if raw.shape != tuple(shape):
-        raise ValueError(f'truth raster is {raw.shape[1]}x{raw.shape[0]}, the image {shape[1]}x{shape[0]}')
+    raw = image_to_array(msg, expected_size=tuple(shape))
     out = raw.astype(np.int64)
     out[raw == TRUTH_NONE] = -1
     return out
@@ -201,30 +201,14 @@ def camera_inputs(image_topics: Sequence[str], info_topics: Sequence[str] = (), 
     return cameras
 
 
-def to_rgb8(image: np.ndarray) -> np.ndarray:
-    """(H, W, 3) uint8 RGB of a decoded image: mono replicated, 16-bit divided by 256; floats refused."""
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3):
-        raise ValueError(f'image of shape {image.shape} is not RGB or mono')
-    if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
-    if image.dtype != np.uint8:
-        raise ValueError(f'{image.dtype} image is not an intensity image (a depth image?)')
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    if not (image.flags.c_contiguous and image.flags.writeable):   # views of message buffers
-        image = np.array(image, order='C')
-    return image
-
-
 def _depth_cloud(msg: Any, info: Any, max_range: float) -> tuple[np.ndarray, str]:
     """(points (N, 3) float32 in the depth camera's optical frame, that frame's id) of a depth image."""
     from perception_nodes.io.depth import depth_to_points
     if info is None:
         raise ValueError('depth image without a CameraInfo (needs <image namespace>/camera_info)')
     model = camera_model_from_msg(info)
-    points, _ = depth_to_points(decode_image(msg), model, max_depth=max_range if max_range > 0 else None)
+    depth = decode_image(msg, expected_size=(model.height, model.width))
+    points, _ = depth_to_points(depth, model, max_depth=max_range if max_range > 0 else None)
     frame = normalize_frame_id(model.frame_id or msg.header.frame_id)
     return points, frame
 
@@ -361,11 +345,8 @@ class FrameAssembler:
                        where)
             return None
         try:
-            rgb = to_rgb8(decode_image(image_msg))
-            if rgb.shape[:2] != (model.height, model.width):
-                raise ValueError(f'image is {rgb.shape[1]}x{rgb.shape[0]} but CameraInfo says '
-                                 f'{model.width}x{model.height}')
-        except Exception as exc:  # noqa: BLE001  (decoders raise ValueError; OpenCV may raise cv2.error)
+            rgb = decode_image(image_msg, expected_size=(model.height, model.width), teacher_rgb=True)
+        except ValueError as exc:   # the decoders raise ValueError only (OpenCV errors included)
             self._drop(reasons.BAD_IMAGE, cam, f'{type(exc).__name__}: {exc}', where)
             return None
         return CameraView(name=cam.name, image=rgb, model=model, T_cam_lidar=T, stamp_ns=image_stamp)

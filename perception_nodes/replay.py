@@ -8,6 +8,11 @@ published by one rename when the run completes: ``OUT/`` is a ROS 2 bag folder t
 ``summary.json`` (frames, every skipped message / camera / frame with its reason, per-stage latency
 percentiles, labeller provenance, notes, the config), ``legend.png`` and ``overlays/*.png``. An interrupted
 run publishes nothing and leaves a previous OUT as it was.
+
+:func:`processed_frames` is the loop itself (BagSource → the one FrameAssembler → ``Pipeline.process``),
+as an iterator: ``ovp replay``, ``ovp eval`` and ``ovp pseudo-label`` all run it. A frame the assembler
+refuses is counted by the assembler with its reason; a frame whose processing raises costs that frame
+only (``frame_failed``); a truncated or corrupted bag raises BagError after every readable frame.
 """
 from __future__ import annotations
 
@@ -16,9 +21,13 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
+from dataclasses import dataclass
+
+from perception_nodes import stats as reasons
 from perception_nodes.config import PerceptionConfig, config_to_dict
+from perception_nodes.frame import Frame
 from perception_nodes.io.bag_source import TF_STATIC, BagSource
 from perception_nodes.io.bags import BagError, BagWriter
 from perception_nodes.io.writer import OutputWriter
@@ -27,7 +36,8 @@ from perception_nodes.overlay import save_legend, save_png
 from perception_nodes.pipeline import Pipeline
 from perception_nodes.stats import Stats
 
-__all__ = ['replay_bag', 'NoFramesError', 'SUMMARY_NAME', 'LEGEND_NAME', 'OVERLAY_DIR']
+__all__ = ['replay_bag', 'processed_frames', 'ProcessedFrame', 'NoFramesError', 'SUMMARY_NAME', 'LEGEND_NAME',
+           'OVERLAY_DIR']
 
 
 class NoFramesError(ValueError):
@@ -44,6 +54,37 @@ class NoFramesError(ValueError):
 
 
 SUMMARY_NAME, LEGEND_NAME, OVERLAY_DIR = 'summary.json', 'legend.png', 'overlays'
+
+
+@dataclass
+class ProcessedFrame:
+    """One frame of a bag and what the pipeline made of it."""
+
+    index: int                 # position of the cloud in the bag
+    frame: Frame
+    outputs: Outputs
+
+
+def processed_frames(source: BagSource, pipeline: Any, max_frames: int = 0,
+                     raw_topics: tuple[str, ...] = (),
+                     on_raw: Callable[[str, str, Any, int], None] | None = None) -> Iterator[ProcessedFrame]:
+    """Yield each processed frame of ``source`` (module docstring); at most ``max_frames`` (0 = all)."""
+    assembler = source.assembler()
+    done = 0
+    for index, synced in source.synced_sets(raw_topics, on_raw):
+        if max_frames and done >= max_frames:
+            break
+        where = f'{source.path.name} cloud {index}'
+        frame = assembler.assemble(synced, index, where)
+        if frame is None:
+            continue
+        try:
+            outputs = pipeline.process(frame)
+        except Exception as exc:  # noqa: BLE001  (one frame's failure costs that frame only)
+            source.stats.count(reasons.FRAME_FAILED, problem=f'{type(exc).__name__}: {exc}', where=where)
+            continue
+        done += 1
+        yield ProcessedFrame(index, frame, outputs)
 
 
 def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipeline,
@@ -69,7 +110,6 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
     start = time.perf_counter()
     with BagSource(bag, config.inputs, stats) as source, \
             BagWriter(out, storage=config.replay.storage, overwrite=overwrite) as writer:
-        assembler = source.assembler()
         label_info_written = False
 
         def copy_raw(topic: str, msgtype: str, data: Any, log_ns: int) -> None:
@@ -79,22 +119,17 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
         limit = config.replay.max_frames
         bar = tqdm(desc=f'replay {bag.name}', unit='frame', disable=not progress, total=limit or None)
         try:
-            for index, synced in source.synced_sets(raw, copy_raw):
-                if limit and frames >= limit:
-                    break
-                where = f'{bag.name} cloud {index}'
-                frame = assembler.assemble(synced, index, where)
-                if frame is None:
-                    continue
+            for item in processed_frames(source, pipeline, limit, raw, copy_raw):
+                outputs = item.outputs
                 try:      # a frame is built completely before any of its messages is written
-                    outputs = pipeline.process(frame)
                     messages = writer_msgs.frame_messages(outputs)
                     if not label_info_written:
                         messages.append(writer_msgs.label_info(outputs.class_names, outputs.stamp_ns,
                                                                outputs.frame_id,
                                                                config.labeller.unknown_threshold))
                 except Exception as exc:  # noqa: BLE001  (one frame's failure costs that frame only)
-                    stats.count('frame_failed', problem=f'{type(exc).__name__}: {exc}', where=where)
+                    stats.count(reasons.FRAME_FAILED, problem=f'{type(exc).__name__}: {exc}',
+                                where=f'{bag.name} cloud {item.index}')
                     continue
                 for m in messages:
                     writer.write(f'{prefix}/{m.key}', m.msgtype, m.msg, m.stamp_ns)
@@ -102,7 +137,7 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
                 for stage, ms in outputs.timings_ms.items():
                     stats.latency(stage, ms)
                 notes.update(outputs.notes)
-                frames_with_camera += bool(frame.cameras)
+                frames_with_camera += bool(item.frame.cameras)
                 if frames < config.replay.overlay_pngs:
                     for name, image in outputs.overlays.items():
                         png = save_png(writer.staging / OVERLAY_DIR / f'frame{frames:04d}_{name}.png', image)

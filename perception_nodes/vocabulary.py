@@ -9,13 +9,15 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import json
+import math
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Sequence
 
-import yaml
-
 from perception_nodes.atomic import atomic_write
+from perception_nodes.safe_yaml import load_yaml
 
 if TYPE_CHECKING:  # torch and open_clip are only needed for embedding
     import torch
@@ -198,21 +200,28 @@ def load_vocabulary(source: str | Path | Sequence[str] | Vocabulary) -> Vocabula
         return vocabulary_from_names(text.split(','))
     if text.lower() in BUILTIN_VOCABULARIES:
         path = config_dir() / 'vocabularies' / f'{text.lower()}.yaml'
-    elif text.lower().endswith(('.yaml', '.yml')) or Path(text).expanduser().is_file():
+    elif text.lower().endswith(('.yaml', '.yml')) or _is_file(Path(text).expanduser()):
         path = Path(text).expanduser()
-        if not path.is_absolute() and not path.is_file():
+        if not path.is_absolute() and not _is_file(path):
             try:
                 shared = config_dir().parent / path
             except FileNotFoundError:
                 shared = path
-            path = shared if shared.is_file() else path
+            path = shared if _is_file(shared) else path
     else:
         raise ValueError(f'unknown vocabulary {text!r}: use one of {BUILTIN_VOCABULARIES}, a YAML file, '
                          f'or comma-separated class names ("road,car")')
-    if not path.is_file():
+    if not _is_file(path):
         raise FileNotFoundError(f'vocabulary file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        return _classes_from_yaml(yaml.safe_load(f), str(path))
+    return _classes_from_yaml(load_yaml(path), str(path))
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False (not OSError) for names the OS refuses, e.g. a long comma list."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def validate_templates(templates: Sequence[str]) -> tuple[str, ...]:
@@ -235,10 +244,9 @@ def load_templates(source: str | Path | Sequence[str] | None = None) -> tuple[st
     if isinstance(source, (list, tuple)):
         return validate_templates(source)
     path = Path(source).expanduser()
-    if not path.is_file():
+    if not _is_file(path):
         raise FileNotFoundError(f'prompt template file not found: {path}')
-    with open(path, encoding='utf-8') as f:
-        data = yaml.safe_load(f)
+    data = load_yaml(path)
     if isinstance(data, dict):
         data = data.get('templates')
     if not isinstance(data, list):
@@ -273,25 +281,48 @@ class TextEmbedder:
         return self.cache_dir / 'text' / key[:2] / f'{key}.safetensors'
 
     def _read(self, key: str) -> torch.Tensor | None:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+        """Return the cached embedding of ``key``, or None when absent or not a valid entry (a miss).
+
+        Valid: a regular safetensors file holding one float32 ``embedding`` of shape (C,), finite, of unit
+        norm (within 1e-3), written for this model's identity. Anything else (a truncated or foreign
+        file, NaN values, a directory at the entry's path) is a miss: the class is recomputed and the
+        entry replaced.
+        """
+        import torch
+        from safetensors import SafetensorError, safe_open
         path = self._path(key)
-        if not path.is_file():
-            return None
         try:
-            emb = load_file(str(path))['embedding']
-        except (SafetensorError, KeyError, OSError):
-            return None  # corrupt or foreign file: recompute and overwrite
-        return emb if emb.shape == (self.clip.embed_dim,) else None
+            if not path.is_file():
+                return None
+            with safe_open(str(path), framework='pt') as f:
+                meta = f.metadata() or {}
+                if set(f.keys()) != {'embedding'}:
+                    return None
+                emb = f.get_tensor('embedding')
+        except (SafetensorError, OSError, ValueError, RuntimeError):
+            return None
+        if (emb.dtype != torch.float32 or tuple(emb.shape) != (self.clip.embed_dim,)
+                or meta.get('identity') != self.clip.identity or not bool(torch.isfinite(emb).all())):
+            return None
+        if not math.isclose(float(emb.double().norm()), 1.0, abs_tol=1e-3):
+            return None
+        return emb
 
     def _write(self, key: str, emb: torch.Tensor, phrases: Sequence[str], n_templates: int) -> None:
+        """Store ``emb`` atomically; a cache that cannot be written only costs a warning."""
         from safetensors.torch import save_file
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {'identity': self.clip.identity, 'phrases': json.dumps(list(phrases)),
                 'templates': str(n_templates)}
-        atomic_write(path, lambda tmp: save_file({'embedding': emb.detach().float().cpu().contiguous()}, tmp,
-                                                 metadata=meta))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                os.rmdir(path)      # an empty directory where the entry belongs; a full one is left alone
+            atomic_write(path, lambda tmp: save_file({'embedding': emb.detach().float().cpu().contiguous()},
+                                                     tmp, metadata=meta))
+        except OSError as exc:
+            warnings.warn(f'text-embedding cache entry {path} not written ({exc.strerror or exc}); '
+                          'the class is recomputed next time', RuntimeWarning, stacklevel=3)
 
     def encode_prompts(self, prompts: Sequence[str]) -> torch.Tensor:
         """Unit-norm CLIP text features (P, C) of raw prompts, in batches."""

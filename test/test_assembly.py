@@ -83,15 +83,19 @@ def test_camera_view_and_its_stamp():
     assert stats.counts() == {}
 
 
-def test_sixteen_bit_images_are_scaled_and_float_images_refused():
-    mono = np.arange(24, dtype=np.uint16).reshape(4, 6) * 2000
+def test_sixteen_bit_and_float_images_follow_the_one_teacher_rule():
+    mono = np.arange(24, dtype=np.uint16).reshape(4, 6) * 2000          # largest 46000: 16 significant bits
     frame, _ = assemble(SyncedSet(cloud(np.ones((2, 4)), XYZI), [image(mono, encoding='mono16')],
                                   {'front': info()}))
-    np.testing.assert_array_equal(frame.cameras[0].image[..., 1], (mono >> 8).astype(np.uint8))
-    depth = MSGS.new('sensor_msgs/msg/Image', header=header('front_optical', T0, MSGS), height=4, width=6,
-                     encoding='32FC1', is_bigendian=0, step=24, data=np.zeros(96, np.uint8))
-    frame, stats = assemble(SyncedSet(cloud(np.ones((2, 4)), XYZI), [depth], {'front': info()}))
-    assert frame.cameras == [] and 'depth image' in stats.events[0]['why']
+    expected = np.round(mono.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    np.testing.assert_array_equal(frame.cameras[0].image[..., 1], expected)
+    depth = np.linspace(0.5, 30.0, 24, dtype=np.float32)                   # metres: stretched min..max
+    msg = MSGS.new('sensor_msgs/msg/Image', header=header('front_optical', T0, MSGS), height=4, width=6,
+                   encoding='32FC1', is_bigendian=0, step=24, data=depth.view(np.uint8))
+    frame, stats = assemble(SyncedSet(cloud(np.ones((2, 4)), XYZI), [msg], {'front': info()}))
+    grey = frame.cameras[0].image[..., 0].reshape(-1)
+    assert grey[0] == 0 and grey[-1] == 255 and np.all(np.diff(grey.astype(int)) >= 0)
+    assert stats.counts() == {}
 
 
 @pytest.mark.parametrize('case, reason', [

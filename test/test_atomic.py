@@ -33,3 +33,35 @@ def test_suffix_reaches_the_writer(tmp_path):
     seen = []
     atomic_write(tmp_path / 'x.png', lambda tmp: (seen.append(tmp), open(tmp, 'wb').close()), suffix='.png')
     assert seen[0].endswith('.png') and (tmp_path / 'x.png').exists()
+
+
+@pytest.mark.parametrize('umask', [0o022, 0o077, 0o002])
+def test_published_files_get_the_umask_mode_like_open(tmp_path, umask):
+    """Issue 15 item 21: atomic writes used to publish 0600 files (mkstemp) while bags were 0644."""
+    import os
+    import stat
+
+    from perception_nodes.atomic import current_umask
+    old = os.umask(umask)
+    try:
+        assert current_umask() == umask
+        atomic_write_text(tmp_path / 'a.json', '{}')
+        atomic_write(tmp_path / 'b.png', lambda tmp: open(tmp, 'wb').close(), suffix='.png')
+        with open(tmp_path / 'plain.txt', 'w') as f:
+            f.write('x')
+    finally:
+        os.umask(old)
+    want = 0o666 & ~umask
+    for name in ('a.json', 'b.png', 'plain.txt'):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == want, name
+
+
+def test_replacing_keeps_the_existing_mode(tmp_path):
+    import os
+    import stat
+
+    target = tmp_path / 'f.txt'
+    target.write_text('old')
+    os.chmod(target, 0o640)
+    atomic_write_text(target, 'new')
+    assert target.read_text() == 'new' and stat.S_IMODE(target.stat().st_mode) == 0o640

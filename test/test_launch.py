@@ -111,14 +111,27 @@ def _nodes(result) -> dict:
     return {a.node_executable: a for a in result['processes'] if isinstance(a, Node)}
 
 
+CAMERAS = '/cam_front/image_raw,/cam_left/image_raw/compressed'
+
+
+def _config(overrides: dict, node: str):
+    """The configuration a node gets from the shipped params file and the launch overrides (validated)."""
+    import yaml
+
+    from perception_nodes.config import config_from_dict, flatten, params_section, unflatten
+    data = yaml.safe_load((ROOT / 'config' / 'perception.yaml').read_text())
+    flat = flatten(params_section(data, node))
+    flat.update({k: v for k, v in overrides.items() if k != 'use_sim_time'})
+    return config_from_dict(unflatten(flat))
+
+
 @pytest.mark.parametrize('mode, expected', [('fusion', {'fusion_node'}), ('student', {'student_node'}),
                                             ('both', {'fusion_node', 'student_node'})])
 def test_perception_launch_starts_the_nodes_of_each_mode(launch_env, mode, expected):
     expand, share = launch_env
     result = expand(ROOT / 'launch' / 'perception.launch.py',
-                    {'mode': mode, 'lidar_topic': '/velo',
-                     'cameras': '/cam_front/image_raw,/cam_left/image_raw/compressed', 'use_sim_time': 'true',
-                     'log_level': 'debug', 'rviz': 'false'})
+                    {'mode': mode, 'lidar_topic': '/velo', 'cameras': CAMERAS, 'use_sim_time': 'true',
+                     'student_model': '/models/student.onnx', 'log_level': 'debug', 'rviz': 'false'})
     nodes = _nodes(result)
     assert set(nodes) == expected                                      # rviz:=false starts no rviz2
     for name, action in nodes.items():
@@ -128,11 +141,13 @@ def test_perception_launch_starts_the_nodes_of_each_mode(launch_env, mode, expec
         assert f'__node:={name}' in cmd
         files, overrides = _node_params(action)
         assert files[0] == str(share / 'config' / 'perception.yaml')   # params file first, overrides after
-        assert overrides['use_sim_time'] is True and overrides['lidar_topic'] == '/velo'
-        assert overrides['camera_names'] == ['cam_front', 'cam_left']
-        assert overrides['camera_info_topics'] == ['/cam_front/camera_info', '/cam_left/camera_info']
-        assert overrides['camera_transports'] == ['raw', 'compressed']
-        assert 'input_qos' not in overrides                            # empty argument: params file wins
+        assert overrides == {'use_sim_time': True, 'inputs.lidar_topic': '/velo',
+                             'inputs.camera_topics': ['/cam_front/image_raw',
+                                                      '/cam_left/image_raw/compressed'],
+                             'labeller.student': '/models/student.onnx'}   # empty input_qos: the file's
+        config = _config(overrides, name)
+        assert config.inputs.lidar_topic == '/velo' and config.labeller.student == '/models/student.onnx'
+        assert config.labeller.kind == {'fusion_node': 'teacher', 'student_node': 'student'}[name]
 
 
 def test_perception_launch_defaults_and_rviz(launch_env):
@@ -143,19 +158,35 @@ def test_perception_launch_defaults_and_rviz(launch_env):
     assert overrides == {'use_sim_time': False}                        # everything else from the params file
     rviz = nodes['rviz2'].process_details['cmd']
     assert rviz[rviz.index('-d') + 1] == str(share / 'config' / 'rviz' / 'perception.rviz')
+    config = _config(overrides, 'fusion_node')
+    assert config.inputs.lidar_topic == '/velodyne_points' and config.inputs.camera_topics == \
+        ['/camera_2/image_raw']
 
 
-def test_perception_launch_rejects_an_unknown_mode(launch_env):
+@pytest.mark.parametrize('qos', ['sensor_data', 'reliable'])
+def test_perception_launch_input_qos(launch_env, qos):
     expand, _ = launch_env
-    with pytest.raises(Exception, match='mode'):
-        expand(ROOT / 'launch' / 'perception.launch.py', {'mode': 'everything'})
+    nodes = _nodes(expand(ROOT / 'launch' / 'perception.launch.py', {'input_qos': qos, 'rviz': 'false'}))
+    _, overrides = _node_params(nodes['fusion_node'])
+    assert overrides == {'use_sim_time': False, 'node.input_qos': qos}
+
+
+@pytest.mark.parametrize('arguments, match', [({'mode': 'everything'}, 'mode'),
+                                              ({'cameras': '/image_raw'}, 'namespace'),
+                                              ({'cameras': '/cam/image_raw,/cam/image_rect'}, 'share'),
+                                              ({'input_qos': 'fast'}, 'input_qos')])
+def test_perception_launch_rejects_bad_arguments(launch_env, arguments, match):
+    expand, _ = launch_env
+    with pytest.raises(Exception, match=match):
+        expand(ROOT / 'launch' / 'perception.launch.py', arguments)
 
 
 @pytest.mark.parametrize('loop', ['false', 'true'])
 def test_replay_launch_plays_the_bag_with_clock(launch_env, loop):
-    expand, _ = launch_env
+    expand, share = launch_env
     result = expand(ROOT / 'launch' / 'replay.launch.py',
-                    {'bag': '/data/kitti.mcap', 'mode': 'both', 'rate': '0.5', 'loop': loop, 'rviz': 'false'})
+                    {'bag': '/data/kitti.mcap', 'mode': 'both', 'rate': '0.5', 'loop': loop, 'rviz': 'false',
+                     'lidar_topic': '/velodyne_points', 'student_model': '/models/student.onnx'})
     plays = [a for a in result['processes'] if a.process_details['cmd'][:3] == ['ros2', 'bag', 'play']]
     assert len(plays) == 1
     expected = ['ros2', 'bag', 'play', '/data/kitti.mcap', '--clock', '--rate', '0.5']
@@ -163,9 +194,22 @@ def test_replay_launch_plays_the_bag_with_clock(launch_env, loop):
     assert result['timers'] == [3.0]                                   # start_delay default
     nodes = _nodes(result)
     assert set(nodes) == {'fusion_node', 'student_node'}
-    for action in nodes.values():
-        _, overrides = _node_params(action)
-        assert overrides['use_sim_time'] is True and overrides['input_qos'] == 'reliable'
+    for name, action in nodes.items():
+        files, overrides = _node_params(action)
+        assert files[0] == str(share / 'config' / 'perception.yaml')
+        assert overrides == {'use_sim_time': True, 'node.input_qos': 'reliable',
+                             'inputs.lidar_topic': '/velodyne_points',
+                             'labeller.student': '/models/student.onnx'}
+        assert _config(overrides, name).node.input_qos == 'reliable'
+
+
+def test_replay_launch_forwards_sensor_data_qos_and_rviz(launch_env):
+    expand, share = launch_env
+    result = expand(ROOT / 'launch' / 'replay.launch.py', {'bag': 'b.mcap', 'input_qos': 'sensor_data',
+                                                           'start_delay': '0.5'})
+    nodes = _nodes(result)
+    assert set(nodes) == {'fusion_node', 'rviz2'} and result['timers'] == [0.5]
+    assert _node_params(nodes['fusion_node'])[1] == {'use_sim_time': True, 'node.input_qos': 'sensor_data'}
 
 
 def test_replay_launch_requires_a_bag(launch_env):

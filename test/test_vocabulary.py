@@ -160,3 +160,76 @@ def test_embed_bad_input(clip: LoadedClip, tmp_path: Path) -> None:
         embedder.embed([], TEMPLATES)
     with pytest.raises(ValueError, match='exactly one'):
         embedder.embed(['car'], ['a photo'])
+
+
+def _entry(tmp_path: Path) -> Path:
+    (entry,) = list(tmp_path.rglob('*.safetensors'))
+    return entry
+
+
+@pytest.mark.parametrize('bad', ['nan', 'float64', 'not_unit', 'shape', 'extra_key', 'identity'])
+def test_invalid_cache_entries_are_misses_and_replaced(clip: LoadedClip, tmp_path: Path, bad: str) -> None:
+    """Issue 15 item 16: an entry that is not a finite unit float32 (C,) vector of this model: recomputed."""
+    from safetensors.torch import load_file, save_file
+    first = TextEmbedder(clip, tmp_path).embed(['tree'], TEMPLATES)
+    entry = _entry(tmp_path)
+    emb = load_file(str(entry))['embedding']
+    meta = {'identity': clip.identity}
+    tensors = {'embedding': emb}
+    if bad == 'nan':
+        tensors['embedding'] = emb.clone()
+        tensors['embedding'][3] = float('nan')
+    elif bad == 'float64':
+        tensors['embedding'] = emb.double()
+    elif bad == 'not_unit':
+        tensors['embedding'] = emb * 2
+    elif bad == 'shape':
+        tensors['embedding'] = emb[:-1].contiguous()
+    elif bad == 'extra_key':
+        tensors['other'] = emb.clone()
+    elif bad == 'identity':
+        meta = {'identity': 'some other model'}
+    save_file(tensors, str(entry), metadata=meta)
+    again = TextEmbedder(clip, tmp_path)
+    out = again.embed(['tree'], TEMPLATES)
+    assert again.encoded_classes == 1 and bool(torch.isfinite(out).all())
+    torch.testing.assert_close(out, first)
+    # the entry was atomically replaced by a valid one: a third embedder reads it without encoding
+    third = TextEmbedder(clip, tmp_path)
+    torch.testing.assert_close(third.embed(['tree'], TEMPLATES), first)
+    assert third.encoded_classes == 0
+
+
+def test_directory_at_a_cache_entry_never_crashes(clip: LoadedClip, tmp_path: Path) -> None:
+    first = TextEmbedder(clip, tmp_path).embed(['tree'], TEMPLATES)
+    entry = _entry(tmp_path)
+    entry.unlink()
+    entry.mkdir()                                         # an empty directory: replaced by the entry
+    empty = TextEmbedder(clip, tmp_path)
+    torch.testing.assert_close(empty.embed(['tree'], TEMPLATES), first)
+    assert entry.is_file() and empty.encoded_classes == 1
+    entry.unlink()
+    entry.mkdir()
+    (entry / 'keep.txt').write_text('not ours')           # a non-empty one is left alone, with a warning
+    full = TextEmbedder(clip, tmp_path)
+    with pytest.warns(RuntimeWarning, match='not written'):
+        torch.testing.assert_close(full.embed(['tree'], TEMPLATES), first)
+    with pytest.warns(RuntimeWarning):
+        full.embed(['tree'], TEMPLATES)
+    assert full.encoded_classes == 2 and (entry / 'keep.txt').read_text() == 'not ours'
+
+
+def test_long_comma_list_is_names_not_a_path() -> None:
+    """Issue 15 item 7: 32 class names used to raise OSError: File name too long."""
+    names = [f'some rather long class name number {i}' for i in range(32)]
+    assert load_vocabulary(', '.join(names)).names == names
+
+
+def test_vocabulary_yaml_with_aliases_is_refused(tmp_path: Path) -> None:
+    bad = tmp_path / 'v.yaml'
+    bad.write_text('classes:\n  - &c {name: a}\n  - *c\n')
+    with pytest.raises(ValueError, match='anchor'):
+        load_vocabulary(bad)
+    bad.write_text("- &t 'a {}.'\n- *t\n")
+    with pytest.raises(ValueError, match='anchor'):
+        load_templates(bad)

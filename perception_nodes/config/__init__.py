@@ -94,19 +94,14 @@ def params_section(data: Mapping[str, Any], node: str | None = None) -> Mapping[
 
 def load_config(path: str | os.PathLike | None = None, node: str | None = None) -> PerceptionConfig:
     """Load a config file (plain or ROS 2 params layout); ``None`` gives the defaults."""
-    import yaml
+    from perception_nodes.safe_yaml import load_yaml
 
     if path is None:
         return PerceptionConfig()
     path = Path(path)
     if not path.is_file():
         raise ValueError(f'config file not found: {path}')
-    if path.stat().st_size > 4 * 2**20:
-        raise ValueError(f'config file {path} is larger than 4 MiB; refusing to parse it')
-    try:
-        data = _safe_load(path.read_text(encoding='utf-8'))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ValueError(f'config file {path} is not valid YAML: {exc}') from None
+    data = load_yaml(path)            # one-line ValueError: not YAML, aliases, too large, not UTF-8
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -116,21 +111,6 @@ def load_config(path: str | os.PathLike | None = None, node: str | None = None) 
         return config_from_dict(params_section(data, node))
     except ValueError as exc:
         raise ValueError(f'config file {path}: {exc}') from None
-
-
-def _safe_load(text: str) -> Any:
-    """``yaml.safe_load`` refusing anchors and aliases (a few hundred bytes of aliases can expand to GBs)."""
-    import yaml
-
-    class _NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:   # noqa: D102
-            if self.check_event(yaml.events.AliasEvent):
-                event = self.peek_event()
-                raise yaml.composer.ComposerError(None, None, 'YAML aliases (*name) are not allowed in '
-                                                  'config files', event.start_mark)
-            return super().compose_node(parent, index)
-
-    return yaml.load(text, Loader=_NoAliasLoader)   # noqa: S506 (a SafeLoader subclass)
 
 
 def default_config_path() -> Path:

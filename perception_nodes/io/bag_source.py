@@ -216,11 +216,16 @@ class BagSource:
         yield from sync.flush(None)
 
     def _add_tf(self, topic: str, msg: Any, log_ns: int) -> None:
+        """Add every valid transform of a tf message; each bad one is counted with its reason."""
+        where = f'{topic} at {log_ns} ns'
         try:
-            self.tf.add_tf_message(msg, static=topic == TF_STATIC)
+            result = self.tf.add_tf_message(msg, static=topic == TF_STATIC)
         except ValueError as exc:
-            self.stats.count(f'{reasons.MALFORMED}/{topic}', problem=str(exc),
-                             where=f'{topic} at {log_ns} ns')
+            self.stats.count(f'{reasons.MALFORMED}/{topic}', problem=str(exc), where=where)
+            return
+        for index, reason in result.rejected:
+            self.stats.count(f'{reasons.MALFORMED}/{topic}', problem=f'transform {index}: {reason}',
+                             where=where)
 
     def frames(self, assembler: FrameAssembler | None = None) -> Iterator[Frame]:
         """Return the bag's frames, assembled by ``assembler`` (default: this bag's cameras and tf)."""

@@ -6,14 +6,22 @@
   storage failures into :class:`BagError` *after* yielding everything that was readable;
 - :func:`bag_summary` (used by ``ovp bag-info``) counts topics, types and rates;
 - :class:`BagWriter` writes ROS 2 bags atomically: into a temporary sibling folder renamed to the final
-  name only when the ``with`` block ends without an exception.
+  name only when the ``with`` block ends without an exception. MCAP chunks carry their CRC-32 (rosbags
+  writes 0, "no checksum"); a log time or message that cannot be stored is a :class:`BagWriteError`
+  (a ValueError naming the topic) raised before anything of that message is written.
+
+MCAP files are read through one reader class (:class:`_McapStorage`) that salvages a file without its end
+and, when a chunk's CRC-32 is present and wrong, stops with an error naming the chunk's byte offset after
+yielding every message that comes before that chunk.
 """
 from __future__ import annotations
 
+import heapq
 import os
 import shutil
 import struct
 import tempfile
+from binascii import crc32
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -21,20 +29,36 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 from rosbags.highlevel import AnyReader
+from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError
-from rosbags.rosbag2.storage_mcap import McapReader
+from rosbags.rosbag2.storage_mcap import McapReader, McapWriter, msgsrc
 
 from perception_nodes.io.messages import RosbagsMessageTypes, default_message_types
 
-__all__ = ['BagError', 'BagMessage', 'TopicSummary', 'BagSummary', 'open_bag', 'iter_messages',
-           'bag_topics', 'bag_summary', 'read_messages', 'BagWriter', 'is_truncated']
+__all__ = ['BagError', 'BagWriteError', 'BagMessage', 'TopicSummary', 'BagSummary', 'open_bag',
+           'iter_messages', 'read_messages', 'bag_topics', 'bag_summary', 'BagWriter', 'is_truncated',
+           'MAX_LOG_TIME_NS', 'check_log_time']
 
 STORAGES = ('mcap', 'sqlite3')
+MAX_LOG_TIME_NS = 2**63 - 1     # rosbag2 stores int64 nanoseconds, MCAP uint64: 0 .. 2**63 - 1 fits both
 
 
 class BagError(ValueError):
     """A bag cannot be opened or read completely (missing, corrupted, truncated, unknown format)."""
+
+
+class BagWriteError(ValueError):
+    """One message cannot be written (log time out of range, a field that does not serialize).
+
+    Raised before anything of that message reaches the bag, so the caller may skip it and go on.
+    """
+
+    def __init__(self, message: str, topic: str, stamp_ns: Any) -> None:
+        super().__init__(message)
+        self.topic = topic
+        self.stamp_ns = stamp_ns
 
 
 @dataclass
@@ -45,12 +69,15 @@ class BagMessage:
     msg: Any
 
 
-class _SalvageMcapReader(McapReader):
-    """Read an MCAP file whose end (summary, footer) is missing with rosbags' MCAP reader.
+class _McapStorage(McapReader):
+    """rosbags' MCAP reader that salvages a file without its end and names a corrupted chunk.
 
-    E.g. a recorder killed mid-write: the data section is cut after its last complete record and
-    read by rosbags' own unindexed scan. ``truncated`` tells the caller to report the loss after
-    reading.
+    - A file whose end (summary, footer) is missing, e.g. a recorder killed mid-write, is cut after its
+      last complete record and read by rosbags' own unindexed scan; ``truncated`` tells the caller to
+      report the loss after reading.
+    - Chunks are read lazily in time order (as rosbags does); a chunk whose CRC-32 is present and does
+      not match (or that does not decompress to its declared size) raises ``ReaderError`` naming its
+      byte offset when the stream reaches it, after every message of the chunks before it.
     """
 
     truncated = False
@@ -85,18 +112,65 @@ class _SalvageMcapReader(McapReader):
             start_time=stats.start_time if count else 2**63 - 1,
             end_time=stats.end_time + 1 if count else 0, message_count=count)
 
+    def messages(self, connections: Any, start: int | None = None,
+                 stop: int | None = None) -> Iterator[tuple[Any, int, bytes]]:
+        """``McapReader.messages`` with each chunk's read errors naming the chunk's byte offset."""
+        if not self.chunks:
+            yield from super().messages(connections, start, stop)
+            return
+        assert self.bio is not None
+        channel_map = {conn.id: conn for conn in connections}
+        sources = [_checked_chunk(msgsrc(x, channel_map, x.message_start_time if start is None else start,
+                                         x.message_end_time + 1 if stop is None else stop, self.bio), x)
+                   for x in self.chunks
+                   if (start is None or start < x.message_end_time + 1)
+                   and (stop is None or x.message_start_time < stop)
+                   and any(x.channel_count.get(cid, 0) for cid in channel_map)]
+        for timestamp, offset, connection, data in heapq.merge(*sources):
+            if offset:
+                yield connection, timestamp, data
+
+
+def _checked_chunk(source: Iterator[Any], chunk: Any) -> Iterator[Any]:
+    try:
+        yield from source
+    except ReaderError as exc:
+        offset = chunk.chunk_start_offset
+        raise ReaderError(f'MCAP chunk at byte offset {offset} is corrupted: {exc}') from None
+
 
 _RECORD_HEAD = struct.Struct('<BQ')
+_CHUNK_CRC_AT = 9 + 24          # chunk record: opcode, length, start, end, uncompressed size, then CRC-32
 
 
-def _salvage_reader(path: Path) -> AnyReader:
+class _CrcMcapWriter(McapWriter):
+    """rosbags' MCAP writer, with each chunk's ``uncompressed_crc`` filled in (rosbags writes 0)."""
+
+    def close_chunk(self) -> None:
+        record_at = self.bio.tell()
+        crc = crc32(self.chunk.bio.getbuffer())
+        super().close_chunk()
+        end = self.bio.tell()
+        self.bio.seek(record_at + _CHUNK_CRC_AT)
+        self.bio.write(struct.pack('<I', crc))
+        self.bio.seek(end)
+
+
+class _Writer(Writer):
+    """rosbags' rosbag2 Writer with :class:`_CrcMcapWriter` as its MCAP storage."""
+
+    STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: _CrcMcapWriter}
+
+
+def _reader(path: Path) -> AnyReader:
+    """Build an AnyReader whose MCAP storages are :class:`_McapStorage`."""
     reader = AnyReader([path], default_typestore=default_message_types().typestore)
     for sub in reader.readers:
         storage = getattr(sub, 'storage', None)
         if isinstance(storage, McapReader):
-            sub.storage = _SalvageMcapReader(storage.path)
+            sub.storage = _McapStorage(storage.path)
         elif storage is not None and hasattr(storage, 'STORAGE_PLUGINS'):
-            storage.STORAGE_PLUGINS = {**storage.STORAGE_PLUGINS, 'mcap': _SalvageMcapReader}
+            storage.STORAGE_PLUGINS = {**storage.STORAGE_PLUGINS, 'mcap': _McapStorage}
     return reader
 
 
@@ -119,14 +193,8 @@ def open_bag(path: str | os.PathLike) -> Iterator[AnyReader]:
     if not path.exists():
         raise BagError(f'{path}: no such bag')
     try:
-        reader = AnyReader([path], default_typestore=default_message_types().typestore)
-        try:
-            reader.open()
-        except Exception as exc:
-            if 'end magic' not in str(exc) and 'footer' not in str(exc):
-                raise
-            reader = _salvage_reader(path)
-            reader.open()
+        reader = _reader(path)
+        reader.open()
     except Exception as exc:  # rosbags raises several error types; the message is what matters
         raise BagError(f'{path}: cannot open bag: {exc}') from exc
     try:
@@ -308,8 +376,6 @@ class BagWriter:
 
     def __init__(self, path: str | os.PathLike, storage: str = 'mcap', overwrite: bool = False,
                  message_types: RosbagsMessageTypes | None = None) -> None:
-        from rosbags.rosbag2 import StoragePlugin
-
         if storage not in STORAGES:
             raise ValueError(f'unknown bag storage {storage!r}; expected one of {STORAGES}')
         self.path = Path(path)
@@ -323,14 +389,12 @@ class BagWriter:
         self.counts: dict[str, int] = {}
 
     def __enter__(self) -> BagWriter:
-        from rosbags.rosbag2 import Writer
-
         if self.path.exists() and not self.overwrite:
             raise FileExistsError(f'{self.path} exists already (use overwrite to replace it)')
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._tmpdir = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.partial',
                                              dir=self.path.parent))
-        self._writer = Writer(self._tmpdir / self.path.name, version=8, storage_plugin=self._plugin)
+        self._writer = _Writer(self._tmpdir / self.path.name, version=8, storage_plugin=self._plugin)
         self._writer.open()
         return self
 
@@ -358,13 +422,26 @@ class BagWriter:
         return conn
 
     def write(self, topic: str, msgtype: str, msg: Any, stamp_ns: int) -> None:
-        """Serialize ``msg`` (a rosbags message of ``msgtype``) and append it at log time ``stamp_ns``."""
-        self.write_raw(topic, msgtype, self.msgs.serialize(msg, msgtype), stamp_ns)
+        """Serialize ``msg`` (a rosbags message of ``msgtype``) and append it at log time ``stamp_ns``.
+
+        Raises :class:`BagWriteError` (a ValueError naming the topic and the stamp) when ``stamp_ns`` is
+        outside 0 .. 2**63 - 1 ns or a field of ``msg`` cannot be serialized (e.g. a header stamp whose
+        ``sec`` does not fit int32); nothing of that message is written then, so the bag stays valid.
+        """
+        stamp = check_log_time(topic, stamp_ns)
+        try:
+            data = self.msgs.serialize(msg, msgtype)
+        except (OverflowError, struct.error, TypeError, ValueError, AttributeError, KeyError) as exc:
+            why = f'{type(exc).__name__}: {exc}'
+            raise BagWriteError(f'{topic}: message at {stamp} ns cannot be serialized as {msgtype} '
+                                f'({why}){_header_stamp(msg)}', topic, stamp_ns) from None
+        self.write_raw(topic, msgtype, data, stamp)
 
     def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, stamp_ns: int) -> None:
-        """Append already CDR-serialized bytes."""
+        """Append already CDR-serialized bytes (log time checked as in :meth:`write`)."""
+        stamp = check_log_time(topic, stamp_ns)
         conn = self.add_topic(topic, msgtype, latched=topic == '/tf_static')
-        self._writer.write(conn, int(stamp_ns), data)
+        self._writer.write(conn, stamp, data)
         self.counts[topic] += 1
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -389,6 +466,32 @@ class BagWriter:
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(built, self.path)
+
+
+def check_log_time(topic: str, stamp_ns: Any) -> int:
+    """Return ``stamp_ns`` as an int a bag can store, else raise BagWriteError naming topic and stamp.
+
+    What :meth:`BagWriter.write` checks first; a caller writing several messages per frame can check
+    every stamp before writing any, so that a frame is written whole or not at all.
+    """
+    if isinstance(stamp_ns, bool) or not isinstance(stamp_ns, (int, np.integer)):
+        raise BagWriteError(f'{topic}: log time {stamp_ns!r} is not an integer number of nanoseconds',
+                            topic, stamp_ns)
+    stamp = int(stamp_ns)
+    if not 0 <= stamp <= MAX_LOG_TIME_NS:
+        sec, nanosec = divmod(stamp, 1_000_000_000)
+        raise BagWriteError(f'{topic}: log time {stamp} ns (sec={sec}, nanosec={nanosec}) is outside what a '
+                            f'bag can store (0 .. {MAX_LOG_TIME_NS} ns); message not written',
+                            topic, stamp_ns)
+    return stamp
+
+
+def _header_stamp(msg: Any) -> str:
+    try:
+        stamp = msg.header.stamp
+        return f'; header stamp sec={stamp.sec}, nanosec={stamp.nanosec}'
+    except AttributeError:
+        return ''
 
 
 def _latched_qos() -> Any:

@@ -33,11 +33,20 @@ _FIELD_DEFAULTS: dict[tuple[str, str], Any] = {('geometry_msgs/msg/Quaternion', 
 
 
 class MessageTypes(Protocol):
-    """Builds ROS messages by type name, e.g. ``new('std_msgs/msg/Header', frame_id='map')``."""
+    """Builds ROS messages by type name, e.g. ``new('std_msgs/msg/Header', frame_id='map')``.
+
+    Implementations may also offer ``message_class(msgtype)``: the message class itself, for hot loops
+    that construct many small messages with every field given in its native representation (Python
+    ``float``/``int``/``str``, nested messages), e.g. one ``geometry_msgs/Point`` per voxel. Callers
+    fall back to :meth:`new` when it is missing.
+    """
 
     def new(self, msgtype: str, **fields: Any) -> Any:
         """Build a message of ``msgtype``; fields not given take their type defaults."""
         ...
+
+
+_Plan = tuple[type, frozenset, list[tuple[str, Any, Any]], tuple[str, ...]]
 
 
 class RosbagsMessageTypes:
@@ -47,6 +56,7 @@ class RosbagsMessageTypes:
     ROS 2), strings '', nested messages default-constructed, numeric sequences empty numpy arrays,
     fixed arrays zero-filled numpy arrays.
     Lists / bytes given for numeric arrays are converted to numpy arrays of the field's dtype.
+    The introspection is done once per message type (a plan of per-field converters and defaults).
     """
 
     def __init__(self, store: Stores = Stores.ROS2_HUMBLE) -> None:
@@ -54,37 +64,46 @@ class RosbagsMessageTypes:
         self.typestore = get_typestore(store)
         from perception_nodes.io.vision_msgs import register
         register(self.typestore)
-        self._specs: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
-        self._names: dict[str, frozenset[str]] = {}
+        self._plans: dict[str, _Plan] = {}
 
-    def _spec(self, msgtype: str) -> list[tuple[str, tuple[Any, ...]]]:
-        spec = self._specs.get(msgtype)
-        if spec is None:
+    def message_class(self, msgtype: str) -> type:
+        """Return the rosbags class of ``msgtype`` (every field must then be given, natively)."""
+        return self._plan(msgtype)[0]
+
+    def _plan(self, msgtype: str) -> _Plan:
+        plan = self._plans.get(msgtype)
+        if plan is None:
             try:
                 _, fields = self.typestore.fielddefs[msgtype]
             except KeyError:
                 raise ValueError(f'unknown message type {msgtype!r} in typestore {self.store.name}') from None
-            spec = [(name, desc) for name, desc in fields]
-            self._specs[msgtype] = spec
-        return spec
+            steps = []
+            for name, desc in fields:
+                where = f'{msgtype}.{name}'
+                if (msgtype, name) in _FIELD_DEFAULTS:
+                    value = _FIELD_DEFAULTS[msgtype, name]
+                    default: Any = functools.partial(_same, value)
+                else:
+                    default = functools.partial(self._default, desc)
+                steps.append((name, self._converter(desc, where), default))
+            names = tuple(name for name, _ in fields)
+            plan = (self.typestore.types[msgtype], frozenset(names), steps, names)
+            self._plans[msgtype] = plan
+        return plan
 
     def new(self, msgtype: str, **fields: Any) -> Any:
-        spec = self._spec(msgtype)
-        names = self._names.get(msgtype)
-        if names is None:
-            names = self._names[msgtype] = frozenset(name for name, _ in spec)
-        unknown = sorted(set(fields) - names) if not names.issuperset(fields) else None
-        if unknown:
-            raise ValueError(f'{msgtype} has no field(s) {unknown}; fields are {[n for n, _ in spec]}')
+        cls, names, steps, order = self._plan(msgtype)
+        if not names.issuperset(fields):
+            unknown = sorted(set(fields) - names)
+            raise ValueError(f'{msgtype} has no field(s) {unknown}; fields are {list(order)}')
         values = {}
-        for name, desc in spec:
+        for name, convert, default in steps:
             if name in fields:
-                values[name] = self._convert(desc, fields[name], f'{msgtype}.{name}')
-            elif (msgtype, name) in _FIELD_DEFAULTS:
-                values[name] = _FIELD_DEFAULTS[msgtype, name]
+                value = fields[name]
+                values[name] = value if convert is None else convert(value)
             else:
-                values[name] = self._default(desc)
-        return self.typestore.types[msgtype](**values)
+                values[name] = default()
+        return cls(**values)
 
     def serialize(self, msg: Any, msgtype: str | None = None) -> bytes:
         """CDR bytes of a rosbags message (what a ROS 2 bag stores)."""
@@ -109,25 +128,36 @@ class RosbagsMessageTypes:
             return [self._default((elem_kind, elem_detail)) for _ in range(length)]
         return []
 
-    def _convert(self, desc: tuple[Any, ...], value: Any, where: str) -> Any:
+    @staticmethod
+    def _converter(desc: tuple[Any, ...], where: str) -> Any:
+        """Return a function converting a given value of this field, or None when it is passed as is."""
         kind, detail = desc
-        if kind in (Nodetype.ARRAY, Nodetype.SEQUENCE):
-            (elem_kind, elem_detail), length = detail
-            if elem_kind == Nodetype.BASE and elem_detail[0] in _NUMPY_TYPES:
-                dtype = np.dtype(_NUMPY_TYPES[elem_detail[0]])
-                if isinstance(value, (bytes, bytearray, memoryview)):
-                    arr = np.frombuffer(value, dtype=np.uint8).view(dtype) if dtype.itemsize == 1 else \
-                        np.frombuffer(value, dtype=dtype)
-                else:
-                    arr = np.asarray(value)
-                    if arr.dtype != dtype:
-                        arr = arr.astype(dtype)
-                arr = arr.reshape(-1)
-                if kind == Nodetype.ARRAY and arr.size != length:
-                    raise ValueError(f'{where} needs exactly {length} values, got {arr.size}')
-                return arr
-            return list(value)
-        return value
+        if kind not in (Nodetype.ARRAY, Nodetype.SEQUENCE):
+            return None
+        (elem_kind, elem_detail), length = detail
+        if not (elem_kind == Nodetype.BASE and elem_detail[0] in _NUMPY_TYPES):
+            return list
+        dtype = np.dtype(_NUMPY_TYPES[elem_detail[0]])
+        fixed = length if kind == Nodetype.ARRAY else None
+        return functools.partial(_numeric_array, dtype=dtype, length=fixed, where=where)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _numeric_array(value: Any, dtype: np.dtype, length: int | None, where: str) -> np.ndarray:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        arr = np.frombuffer(value, dtype=np.uint8).view(dtype) if dtype.itemsize == 1 else \
+            np.frombuffer(value, dtype=dtype)
+    else:
+        arr = np.asarray(value)
+        if arr.dtype != dtype:
+            arr = arr.astype(dtype)
+    arr = arr.reshape(-1)
+    if length is not None and arr.size != length:
+        raise ValueError(f'{where} needs exactly {length} values, got {arr.size}')
+    return arr
 
 
 def _base_default(typename: str) -> Any:

@@ -12,12 +12,16 @@ The same functions serve the output bag (rosbags message classes) and the ROS no
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import itertools
 from typing import Any, Sequence
 
 import numpy as np
 
 from perception_nodes.io.messages import MessageTypes, default_message_types
-from perception_nodes.io.pointcloud2 import FLOAT32, UINT16, UINT32, create_cloud, xyz_fields
+from perception_nodes.io.pointcloud2 import (FLOAT32, UINT16, UINT32, create_cloud, dtype_from_fields,
+                                             xyz_fields)
 from perception_nodes.outputs import OccupancyGrid2D, Outputs, SemanticVoxels, UNKNOWN_LABEL
 from perception_nodes.overlay import UNKNOWN_COLOR, label_colors
 
@@ -27,6 +31,7 @@ __all__ = ['LABELED_FIELDS', 'SIMILARITY_FIELDS', 'pack_rgb', 'unpack_rgb', 'lab
 LABELED_FIELDS = xyz_fields([('intensity', FLOAT32), ('label', UINT16), ('score', FLOAT32),
                              ('instance', UINT32), ('rgb', FLOAT32)])
 SIMILARITY_FIELDS = xyz_fields([('similarity', FLOAT32), ('rgb', FLOAT32)])
+_LABELED_DTYPE = dtype_from_fields(LABELED_FIELDS)
 
 
 def pack_rgb(colors: np.ndarray) -> np.ndarray:
@@ -46,22 +51,54 @@ def _structured(fields: Sequence[tuple[str, int, int, int]], n: int) -> np.ndarr
     return np.zeros(n, dtype=dtype_from_fields(fields))
 
 
+def _packed_colors(labels: np.ndarray, palette: np.ndarray, unknown_color: Sequence[int]) -> np.ndarray:
+    """(N,) float32 packed rgb of each label: a lookup table for uint8/uint16 labels, else label_colors."""
+    if labels.dtype in (np.uint8, np.uint16):
+        pal = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)[:UNKNOWN_LABEL]
+        lut = np.full(256 if labels.dtype == np.uint8 else 65536,
+                      pack_rgb(np.asarray(unknown_color, np.uint8)[None])[0].view(np.uint32), np.uint32)
+        k = min(len(pal), len(lut))               # UNKNOWN_LABEL (65535) is never a palette index
+        lut[:k] = pack_rgb(pal[:k]).view(np.uint32)
+        return lut[labels].view(np.float32)
+    return pack_rgb(label_colors(labels, palette, unknown_color))
+
+
+def _column(cloud: np.ndarray, name: str, values: np.ndarray) -> None:
+    """Write ``values`` into field ``name`` of ``cloud`` (range-checked like create_cloud)."""
+    from perception_nodes.io.pointcloud2 import _checked
+    cloud[name] = _checked(values, cloud.dtype.fields[name][0], False, name)
+
+
 def labeled_cloud(outputs: Outputs, header: Any, palette: np.ndarray, msgs: MessageTypes | None = None,
                   unknown_color: Sequence[int] = UNKNOWN_COLOR) -> Any:
-    """PointCloud2 of the labelled points (see the module docstring for the fields)."""
+    """PointCloud2 of the labelled points (see the module docstring for the fields).
+
+    Built in one structured array that becomes the message's data without another copy; ``is_dense``
+    comes from NaN-propagating minima of the (contiguous) float inputs. Labels, instances outside their
+    field's range raise ValueError (as in create_cloud).
+    """
     n = len(outputs.points)
     for name in ('labels', 'scores', 'instances'):
         if len(getattr(outputs, name)) != n:
             raise ValueError(f'Outputs.{name} has {len(getattr(outputs, name))} entries for {n} points')
-    cloud = _structured(LABELED_FIELDS, n)
     pts = np.asarray(outputs.points, dtype=np.float32).reshape(-1, 3)
-    cloud['x'], cloud['y'], cloud['z'] = pts[:, 0], pts[:, 1], pts[:, 2]
-    cloud['intensity'] = 0.0 if outputs.intensity is None else np.asarray(outputs.intensity, np.float32)
-    cloud['label'] = np.asarray(outputs.labels).astype(np.uint16)
-    cloud['score'] = np.asarray(outputs.scores, dtype=np.float32)
-    cloud['instance'] = np.asarray(outputs.instances).astype(np.uint32)
-    cloud['rgb'] = pack_rgb(label_colors(outputs.labels, palette, unknown_color))
-    return create_cloud(header, LABELED_FIELDS, cloud, msgs)
+    labels = np.asarray(outputs.labels).reshape(-1)
+    scores = np.asarray(outputs.scores, dtype=np.float32).reshape(-1)
+    cloud = np.empty(n, dtype=_LABELED_DTYPE)
+    if n:
+        np.ndarray((n, 3), np.float32, buffer=cloud, strides=(_LABELED_DTYPE.itemsize, 4))[:] = pts
+    if outputs.intensity is None:
+        intensity = None
+        cloud['intensity'] = 0.0
+    else:
+        intensity = np.asarray(outputs.intensity, np.float32).reshape(-1)
+        cloud['intensity'] = intensity
+    _column(cloud, 'label', labels)
+    cloud['score'] = scores
+    _column(cloud, 'instance', np.asarray(outputs.instances).reshape(-1))
+    cloud['rgb'] = _packed_colors(labels, palette, unknown_color)
+    is_dense = not n or not any(np.isnan(a.min()) for a in (pts, scores, intensity) if a is not None)
+    return create_cloud(header, LABELED_FIELDS, cloud, msgs, copy=False, is_dense=is_dense)
 
 
 def occupancy_grid_msg(grid: OccupancyGrid2D, header: Any, msgs: MessageTypes | None = None) -> Any:
@@ -81,10 +118,35 @@ def occupancy_grid_msg(grid: OccupancyGrid2D, header: Any, msgs: MessageTypes | 
                     data=np.ascontiguousarray(data, dtype=np.int8).reshape(-1))
 
 
+def _point_builder(msgs: MessageTypes) -> Any:
+    """``build(xs, ys, zs) -> list`` of geometry_msgs/Point, as fast as the factory allows.
+
+    A dataclass message class whose fields start x, y, z (rosbags) is called positionally; another
+    class (rclpy, keyword-only) with keywords; without ``message_class``, ``msgs.new`` per point.
+    """
+    get = getattr(msgs, 'message_class', None)
+    cls = None
+    if get is not None:
+        try:
+            cls = get('geometry_msgs/msg/Point')
+        except (TypeError, ValueError, AttributeError):
+            cls = None
+    if cls is None:
+        new = functools.partial(msgs.new, 'geometry_msgs/msg/Point')
+        return lambda xs, ys, zs: [new(x=x, y=y, z=z) for x, y, z in zip(xs, ys, zs)]
+    if dataclasses.is_dataclass(cls) and [f.name for f in dataclasses.fields(cls)][:3] == ['x', 'y', 'z']:
+        return lambda xs, ys, zs: list(itertools.starmap(cls, zip(xs, ys, zs)))
+    return lambda xs, ys, zs: [cls(x=x, y=y, z=z) for x, y, z in zip(xs, ys, zs)]
+
+
 def voxel_markers(voxels: SemanticVoxels, header: Any, class_names: Sequence[str], palette: np.ndarray,
                   msgs: MessageTypes | None = None, ns: str = 'semantic_voxels', alpha: float = 0.8,
                   unknown_color: Sequence[int] = UNKNOWN_COLOR) -> Any:
-    """MarkerArray: DELETEALL, then one CUBE_LIST marker per class present (id = class index)."""
+    """MarkerArray: DELETEALL, then one CUBE_LIST marker per class present (id = class index).
+
+    One ``geometry_msgs/Point`` per voxel is built by the message class directly (``message_class``
+    of the factory, rclpy or rosbags; :func:`_point_builder`), from one stable sort of the labels.
+    """
     msgs = msgs or default_message_types()
     marker = 'visualization_msgs/msg/Marker'
     identity = msgs.new('geometry_msgs/msg/Pose',
@@ -96,14 +158,18 @@ def voxel_markers(voxels: SemanticVoxels, header: Any, class_names: Sequence[str
         raise ValueError(f'{len(centers)} voxel centres but {len(labels)} labels')
     size = np.broadcast_to(np.asarray(voxels.voxel_size, dtype=np.float64).reshape(-1), (3,))
     scale = msgs.new('geometry_msgs/msg/Vector3', x=float(size[0]), y=float(size[1]), z=float(size[2]))
-    for cls in np.unique(labels):
+    build = _point_builder(msgs)
+    order = np.argsort(labels, kind='stable')
+    classes, starts = np.unique(labels[order], return_index=True)
+    xs, ys, zs = centers[order].T.tolist()
+    ends = starts[1:].tolist() + [len(xs)]
+    colors = label_colors(classes, palette, unknown_color) / 255.0
+    for cls, start, end, rgb in zip(classes.tolist(), starts.tolist(), ends, colors):
         known = 0 <= cls < len(class_names) and cls != UNKNOWN_LABEL
         name = class_names[cls] if known else 'unknown'
-        rgb = label_colors(np.array([cls]), palette, unknown_color)[0] / 255.0
         color = msgs.new('std_msgs/msg/ColorRGBA', r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]),
                          a=float(alpha))
-        points = [msgs.new('geometry_msgs/msg/Point', x=float(x), y=float(y), z=float(z))
-                  for x, y, z in centers[labels == cls]]
+        points = build(xs[start:end], ys[start:end], zs[start:end])
         markers.append(msgs.new(marker, header=header, ns=f'{ns}/{name}', id=int(cls) if known else 65535,
                                 type=6, action=0, pose=identity, scale=scale, color=color, points=points))
     return msgs.new('visualization_msgs/msg/MarkerArray', markers=markers)

@@ -20,17 +20,34 @@ Differences, all on the side of strictness or speed:
   (drivers often set it wrongly); +-inf values are kept (use ``np.isfinite`` downstream);
 - ``create_cloud`` accepts a structured array (fields matched by name), an ``(N, k)`` / ``(H, W, k)``
   plain array with one column per (sub-)field, or an iterable of tuples; ``height > 1`` for 2-D input.
+
+Values that do not fit their field (``create_cloud``), on purpose rather than by numpy's wrap-around:
+
+- integer fields: a value outside the field's range (300 into uint8, -1 into uint32, 2**70 into int64)
+  or a NaN / +-inf raises ValueError naming the field; with ``clip=True`` finite and infinite values are
+  saturated to the range instead (NaN still raises: it has no integer value). Floats are truncated
+  toward zero (numpy's cast), so 255.7 is stored in uint8 as 255;
+- float fields: NaN and +-inf are stored as they are (NaN marks invalid points in ROS clouds); a finite
+  value beyond float32's range raises ValueError (``clip=True``: saturated to +-3.4e38) instead of
+  becoming inf; float64 -> float32 otherwise rounds to nearest.
+
+Speed: the point dtype of a field layout is validated once and cached; a plain or structured array
+whose memory already has the message's layout is copied once (``copy=False`` hands it over without a
+copy), and ``is_dense`` costs one NaN-propagating min/max per floating field. ``read_points`` /
+``read_points_numpy`` return views built directly from the cached layout.
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
+import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
-from numpy.lib.recfunctions import structured_to_unstructured
 
 from perception_nodes.io.fields import byte_buffer, non_negative_int
-from perception_nodes.io.messages import MessageTypes, default_message_types
+from perception_nodes.io.messages import MessageTypes, RosbagsMessageTypes, default_message_types
 
 __all__ = ['INT8', 'UINT8', 'INT16', 'UINT16', 'INT32', 'UINT32', 'FLOAT32', 'FLOAT64', 'DATATYPES',
            'point_field', 'dtype_from_fields', 'fields_from_dtype', 'cloud_layout', 'read_points',
@@ -43,6 +60,11 @@ DATATYPES: dict[int, str] = {INT8: 'i1', UINT8: 'u1', INT16: 'i2', UINT16: 'u2',
 _CODES = {np.dtype(code).newbyteorder('<').str[1:]: datatype for datatype, code in DATATYPES.items()}
 MAX_SUBFIELDS = 1 << 16   # guards against absurd ``count`` values in garbage messages
 _POINTCLOUD2 = 'sensor_msgs/msg/PointCloud2'
+_PC2_FIELDS = ('header', 'height', 'width', 'fields', 'is_bigendian', 'point_step', 'row_step', 'data',
+               'is_dense')
+_CACHE_SIZE = 256          # distinct (fields, point_step, byte order) layouts remembered
+_DTYPE_CACHE: dict[tuple[Any, ...], np.dtype] = {}
+_LAYOUT_CACHE: dict[tuple[Any, ...], list[tuple[str, int, int, int]]] = {}
 
 
 def point_field(name: str, offset: int, datatype: int, count: int = 1,
@@ -127,6 +149,41 @@ def dtype_from_fields(fields: Iterable[Any], point_step: int | None = None,
         raise ValueError(f'cannot build a point dtype: {exc}') from None
 
 
+_FIELD_ATTRS = operator.attrgetter('name', 'offset', 'datatype', 'count')
+
+
+def _fields_key(fields: Any) -> tuple[tuple[Any, ...], ...] | None:
+    """Hashable (name, offset, datatype, count) of every field, or None when that cannot be read.
+
+    Only a key already validated by :func:`dtype_from_fields` is ever found in the cache, so a
+    malformed layout always reaches the validation.
+    """
+    try:
+        if fields and type(fields[0]) is tuple:
+            return tuple(f if len(f) == 4 else (*f, 1) for f in fields)
+        return tuple(map(_FIELD_ATTRS, fields))
+    except (AttributeError, TypeError, IndexError, KeyError):
+        return None
+
+
+def _cached_dtype(fields: Any, point_step: int | None, is_bigendian: bool) -> np.dtype:
+    """:func:`dtype_from_fields`, validated once per distinct layout (plain int/str fields only)."""
+    key = _fields_key(fields)
+    if key is None or (point_step is not None and type(point_step) is not int):
+        return dtype_from_fields(fields, point_step, is_bigendian)
+    full = (key, point_step, bool(is_bigendian))
+    try:
+        dtype = _DTYPE_CACHE.get(full)
+    except TypeError:                      # unhashable values in a malformed field
+        return dtype_from_fields(fields, point_step, is_bigendian)
+    if dtype is None:
+        dtype = dtype_from_fields(fields, point_step, is_bigendian)
+        if len(_DTYPE_CACHE) >= _CACHE_SIZE:
+            _DTYPE_CACHE.clear()
+        _DTYPE_CACHE[full] = dtype
+    return dtype
+
+
 def fields_from_dtype(dtype: np.dtype, msgs: MessageTypes | None = None) -> list[Any]:
     """Build PointField messages describing a structured dtype (inverse of :func:`dtype_from_fields`).
 
@@ -169,16 +226,28 @@ def fields_from_dtype(dtype: np.dtype, msgs: MessageTypes | None = None) -> list
 
 def cloud_layout(msg: Any) -> tuple[np.dtype, np.ndarray]:
     """Validate a PointCloud2's layout; return (point dtype, data as uint8 array)."""
+    dtype, buf, _, _, _, _ = _checked_layout(msg)
+    return dtype, buf
+
+
+def _checked_layout(msg: Any) -> tuple[np.dtype, np.ndarray, int, int, int, int]:
+    """(dtype, data bytes, height, width, point_step, row_step) of a validated PointCloud2."""
     try:
         fields, data = msg.fields, msg.data
-        height, width = non_negative_int(msg, 'height'), non_negative_int(msg, 'width')
-        point_step, row_step = non_negative_int(msg, 'point_step'), non_negative_int(msg, 'row_step')
+        height, width, point_step, row_step = msg.height, msg.width, msg.point_step, msg.row_step
         bigendian = bool(msg.is_bigendian)
     except AttributeError as exc:
         raise ValueError(f'not a PointCloud2 message: {exc}') from None
+    if not (type(height) is int and type(width) is int and type(point_step) is int and type(row_step) is int
+            and height >= 0 and width >= 0 and point_step >= 0 and row_step >= 0):
+        height, width = non_negative_int(msg, 'height'), non_negative_int(msg, 'width')
+        point_step, row_step = non_negative_int(msg, 'point_step'), non_negative_int(msg, 'row_step')
     if not isinstance(fields, Sequence):
         raise ValueError(f'fields is a {type(fields).__name__}, expected a sequence of PointField')
-    buf = byte_buffer(data)
+    if type(data) is np.ndarray and data.dtype == np.uint8 and data.ndim == 1:
+        buf = data
+    else:
+        buf = byte_buffer(data)
     n = height * width
     if n and point_step == 0:
         raise ValueError('point_step is 0 for a non-empty cloud')
@@ -192,17 +261,17 @@ def cloud_layout(msg: Any) -> tuple[np.dtype, np.ndarray]:
                              f'{row_step * height} (truncated or padded cloud)')
     if n == 0:  # empty clouds often carry point_step 0: accept any step, keep it when it fits
         _, size = _layout(fields, None)
-        return dtype_from_fields(fields, point_step if point_step >= size else None, bigendian), buf
-    return dtype_from_fields(fields, point_step, bigendian), buf
+        dtype = dtype_from_fields(fields, point_step if point_step >= size else None, bigendian)
+    else:
+        dtype = _cached_dtype(fields, point_step, bigendian)
+    return dtype, buf, height, width, point_step, row_step
 
 
 def _all_points(msg: Any) -> np.ndarray:
     """Every point as a structured array of shape (height, width); a view when the layout allows."""
-    dtype, buf = cloud_layout(msg)
-    height, width = int(msg.height), int(msg.width)
+    dtype, buf, height, width, point_step, row_step = _checked_layout(msg)
     if height * width == 0:
         return np.zeros((height, width), dtype=dtype)
-    point_step, row_step = int(msg.point_step), int(msg.row_step)
     return np.ndarray(shape=(height, width), dtype=dtype, buffer=buf, strides=(row_step, point_step))
 
 
@@ -244,11 +313,25 @@ def read_points(msg: Any, field_names: Iterable[str] | None = None, skip_nans: b
         if not keep.all():
             points = points[keep]
     if uvs is not None:
-        idx = np.asarray(uvs if isinstance(uvs, np.ndarray) else list(uvs), dtype=np.int64).reshape(-1)
-        if idx.size and (idx.min() < -len(points) or idx.max() >= len(points)):
-            raise ValueError(f'uvs index out of range for {len(points)} points')
-        points = points[idx]
+        points = points[_indices(uvs, len(points))]
     return points
+
+
+def _indices(uvs: Any, n: int) -> np.ndarray:
+    """``uvs`` as int64 point indices in [-n, n); ValueError for anything else (never OverflowError)."""
+    try:
+        idx = np.asarray(uvs if isinstance(uvs, np.ndarray) else list(uvs))
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValueError(f'uvs must be integer point indices: {exc}') from None
+    idx = idx.reshape(-1)
+    if idx.size == 0:
+        return idx.astype(np.int64)
+    if idx.dtype.kind not in 'iu':
+        raise ValueError(f'uvs must be integer point indices, got {idx.dtype} values')
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < -n or hi >= n:
+        raise ValueError(f'uvs index out of range for {n} points (got {lo} .. {hi})')
+    return idx.astype(np.int64, copy=False)
 
 
 def read_points_numpy(msg: Any, field_names: Iterable[str] | None = None, skip_nans: bool = False,
@@ -259,65 +342,291 @@ def read_points_numpy(msg: Any, field_names: Iterable[str] | None = None, skip_n
     cast. Zero-copy view when the fields are native-order, equally typed and evenly spaced.
     """
     points = read_points(msg, field_names, skip_nans)
-    types = {points.dtype.fields[n][0] for n in points.dtype.names}
+    fields = points.dtype.fields
+    names = points.dtype.names
+    types = {fields[n][0] for n in names}
     if dtype is None:
         kinds = {t.newbyteorder('=') for t in types}
         if len(kinds) > 1:
             raise ValueError(f'fields have different datatypes {sorted(map(str, kinds))}; pass dtype= or use '
                              'read_points()')
         dtype = next(iter(kinds)) if kinds else np.float32
-    out = structured_to_unstructured(points, dtype=np.dtype(dtype).newbyteorder('='))
-    return out.reshape(len(points), len(points.dtype.names))
+    target = np.dtype(dtype).newbyteorder('=')
+    view = _plain_view(points, target)
+    if view is not None:
+        return view
+    out = np.empty((len(points), len(names)), dtype=target)
+    for j, name in enumerate(names):
+        out[:, j] = points[name]
+    return out
+
+
+def _plain_view(points: np.ndarray, target: np.dtype) -> np.ndarray | None:
+    """Zero-copy ``(N, k)`` view of 1-D structured ``points``: every field ``target``, evenly spaced."""
+    names = points.dtype.names
+    if not names or points.ndim != 1:
+        return None
+    fields = points.dtype.fields
+    offsets = [fields[n][1] for n in names]
+    if any(fields[n][0] != target for n in names):
+        return None
+    step = offsets[1] - offsets[0] if len(offsets) > 1 else target.itemsize
+    if step < target.itemsize or any(b - a != step for a, b in zip(offsets, offsets[1:])):
+        return None
+    try:
+        return np.ndarray(shape=(len(points), len(names)), dtype=target, buffer=points, offset=offsets[0],
+                          strides=(points.strides[0] if len(points) else points.dtype.itemsize, step))
+    except (TypeError, ValueError):      # e.g. a non-contiguous selection: copy instead
+        return None
 
 
 def create_cloud(header: Any, fields: Sequence[Any], points: Any, msgs: MessageTypes | None = None,
-                 point_step: int | None = None, is_bigendian: bool = False) -> Any:
+                 point_step: int | None = None, is_bigendian: bool = False, *, clip: bool = False,
+                 copy: bool = True, is_dense: bool | None = None) -> Any:
     """Build a PointCloud2 holding ``points`` laid out as ``fields`` (``sensor_msgs_py`` ``create_cloud``).
 
     ``points``: a structured array with (at least) every field's name, a plain array whose last axis
     has one column per (sub-)field, or an iterable of tuples. A 2-D point grid gives an organized cloud
-    (``height = shape[0]``). Padding bytes are zero; ``is_dense`` is True when no floating value is NaN.
+    (``height = shape[0]``). Padding bytes are zero; ``is_dense`` is True when no floating value is NaN
+    (pass it to skip that scan when the caller knows). Out-of-range values raise ValueError unless
+    ``clip`` (see the module docstring). ``copy=False``: when ``points`` already is a C-contiguous array
+    with exactly the message's layout, the message's ``data`` is a view of it (the caller hands it over).
     """
     msgs = msgs or default_message_types()
-    dtype = dtype_from_fields(fields, point_step, is_bigendian)
-    names = dtype.names
-    if isinstance(points, np.ndarray) and points.dtype.names is not None:
-        missing = [n for n in names if n not in points.dtype.names]
-        if missing:
-            raise ValueError(f'points lack field(s) {missing}; they have {list(points.dtype.names)}')
-        out = np.zeros(points.shape, dtype=dtype)
-        for name in names:
-            out[name] = points[name]
-    else:
-        if isinstance(points, np.ndarray):
-            arr = points
-        else:
-            rows = [tuple(p) for p in points]
-            arr = np.array(rows, dtype=dtype) if rows else np.zeros(0, dtype=dtype)
-        if arr.dtype.names is not None:
-            out = np.zeros(arr.shape, dtype=dtype)   # zeroed padding, whatever np.array left there
-            for name in names:
-                out[name] = arr[name]
-        else:
-            if arr.ndim == 1 and arr.size == 0:
-                arr = arr.reshape(0, len(names))
-            if arr.ndim not in (2, 3) or arr.shape[-1] != len(names):
-                raise ValueError(f'points of shape {arr.shape}: expected (N, {len(names)}) or '
-                                 f'(H, W, {len(names)}) for fields {list(names)}')
-            out = np.zeros(arr.shape[:-1], dtype=dtype)
-            for j, name in enumerate(names):
-                out[name] = arr[..., j]
+    dtype = _cached_dtype(fields, point_step, is_bigendian)
+    out, nan = _encode(points, dtype, clip, copy, is_dense is None)
     if out.ndim not in (1, 2):
         raise ValueError(f'points must be 1-D (unorganized) or 2-D (organized), got shape {out.shape}')
     height, width = (1, out.shape[0]) if out.ndim == 1 else out.shape
-    out = np.ascontiguousarray(out)
-    is_dense = not any(np.isnan(out[n]).any() for n in names if dtype.fields[n][0].kind == 'f')
-    layout, _ = _layout(fields, point_step)
-    field_msgs = [point_field(n, o, d, c, msgs) for n, o, d, c in layout]
-    return msgs.new(_POINTCLOUD2, header=header, height=height, width=width, fields=field_msgs,
-                    is_bigendian=bool(is_bigendian), point_step=dtype.itemsize,
-                    row_step=dtype.itemsize * width, data=out.reshape(-1).view(np.uint8),
-                    is_dense=is_dense)
+    if is_dense is None:
+        is_dense = not (_has_nan(out) if nan is None else nan)
+    values = dict(header=header, height=height, width=width, fields=_field_msgs(fields, msgs),
+                  is_bigendian=bool(is_bigendian), point_step=dtype.itemsize, row_step=dtype.itemsize * width,
+                  data=out.reshape(-1).view(np.uint8), is_dense=bool(is_dense))
+    cls = _positional_class(msgs, _POINTCLOUD2, _PC2_FIELDS)
+    return cls(**values) if cls is not None else msgs.new(_POINTCLOUD2, **values)
+
+
+def _field_msgs(fields: Sequence[Any], msgs: MessageTypes) -> list[Any]:
+    """Fresh PointField messages of a (validated) layout, unnamed fields named as in the dtype."""
+    key = _fields_key(fields)
+    layout = _LAYOUT_CACHE.get(key) if key is not None else None
+    if layout is None:
+        layout, _ = _layout(fields, None)
+        if key is not None:
+            if len(_LAYOUT_CACHE) >= _CACHE_SIZE:
+                _LAYOUT_CACHE.clear()
+            _LAYOUT_CACHE[key] = layout
+    cls = _positional_class(msgs, 'sensor_msgs/msg/PointField', ('name', 'offset', 'datatype', 'count'))
+    if cls is not None:
+        return [cls(n, o, d, c) for n, o, d, c in layout]
+    return [point_field(n, o, d, c, msgs) for n, o, d, c in layout]
+
+
+def _positional_class(msgs: MessageTypes, msgtype: str, names: tuple[str, ...]) -> Any:
+    """Return the rosbags dataclass of ``msgtype`` when its fields are ``names`` (in order), else None.
+
+    Only :class:`RosbagsMessageTypes` qualifies: its classes take numpy arrays as they are, so a hot path
+    may call them directly; other factories (rclpy) convert values in ``new``.
+    """
+    if not isinstance(msgs, RosbagsMessageTypes):
+        return None
+    return _rosbags_class(msgs, msgtype, names)
+
+
+@functools.lru_cache(maxsize=64)
+def _rosbags_class(msgs: RosbagsMessageTypes, msgtype: str, names: tuple[str, ...]) -> Any:
+    cls = msgs.message_class(msgtype)
+    fields = tuple(f.name for f in dataclasses.fields(cls) if f.name != '__msgtype__')
+    return cls if fields == names else None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _base_type(dtype: np.dtype) -> np.dtype | None:
+    """Return the sub-field type of a packed, gap-free, equally typed point dtype (4 x <f4), else None."""
+    names = dtype.names
+    first = dtype.fields[names[0]][0] if names else None
+    if first is None or first.subdtype is not None:
+        return None
+    for j, name in enumerate(names):
+        sub, offset = dtype.fields[name][:2]
+        if sub != first or offset != j * first.itemsize:
+            return None
+    return first if dtype.itemsize == len(names) * first.itemsize else None
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def _gaps(dtype: np.dtype) -> tuple[tuple[int, int], ...]:
+    """Byte ranges of a point not covered by any field (padding), merged."""
+    covered = sorted((off, off + sub.itemsize) for sub, off, *_ in dtype.fields.values())
+    gaps, pos = [], 0
+    for start, end in covered:
+        if start > pos:
+            gaps.append((pos, start))
+        pos = max(pos, end)
+    if pos < dtype.itemsize:
+        gaps.append((pos, dtype.itemsize))
+    return tuple(gaps)
+
+
+def _new_points(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    return np.zeros(shape, dtype=dtype) if _gaps(dtype) else np.empty(shape, dtype=dtype)
+
+
+def _encode(points: Any, dtype: np.dtype, clip: bool, copy: bool,
+            want_nan: bool = False) -> tuple[np.ndarray, bool | None]:
+    """``points`` as a C-contiguous array of ``dtype`` (zeroed padding), values checked as documented.
+
+    Also returns whether a floating value is NaN when that was cheap to learn on the way (the input of a
+    plain float array is scanned just before it is copied, while it is in cache), else None.
+    """
+    names = dtype.names
+    if isinstance(points, np.ndarray) and points.dtype.names is not None:
+        if points.dtype == dtype:
+            if not copy and points.flags.c_contiguous:
+                return points, None
+            out = np.array(points, order='C', copy=True)
+            gaps = _gaps(dtype)
+            if gaps and out.size:
+                raw = out.reshape(-1).view(np.uint8).reshape(out.size, dtype.itemsize)
+                for a, b in gaps:
+                    raw[:, a:b] = 0
+            return out, None
+        missing = [n for n in names if n not in points.dtype.names]
+        if missing:
+            raise ValueError(f'points lack field(s) {missing}; they have {list(points.dtype.names)}')
+        out = _new_points(points.shape, dtype)
+        for name in names:
+            out[name] = _checked(points[name], dtype.fields[name][0], clip, name)
+        return out, None
+    if isinstance(points, np.ndarray):
+        arr = points
+    else:
+        arr = _from_rows(points, len(names))
+    if arr.ndim == 1 and arr.size == 0:
+        arr = arr.reshape(0, len(names))
+    if arr.ndim not in (2, 3) or arr.shape[-1] != len(names):
+        raise ValueError(f'points of shape {arr.shape}: expected (N, {len(names)}) or '
+                         f'(H, W, {len(names)}) for fields {list(names)}')
+    base = _base_type(dtype)
+    if base is not None and arr.dtype.kind in 'biuf' and (arr.dtype == base or base.kind == 'f'):
+        checked = _checked(arr, base, clip, names[0] if len(names) == 1 else 'every')
+        nan = None
+        if want_nan:
+            nan = bool(checked.size) and base.kind == 'f' and checked.dtype.kind == 'f' and \
+                bool(np.isnan(checked.min()))
+        out = np.array(checked, dtype=base, order='C', copy=True)
+        return out.view(dtype).reshape(arr.shape[:-1]), nan
+    out = _new_points(arr.shape[:-1], dtype)
+    for j, name in enumerate(names):
+        out[name] = _checked(arr[..., j], dtype.fields[name][0], clip, name)
+    return out, None
+
+
+def _from_rows(points: Any, k: int) -> np.ndarray:
+    """Turn an iterable of per-point tuples into an (N, k) array, one naturally typed column at a time."""
+    try:
+        rows = [tuple(p) for p in points]
+    except TypeError as exc:
+        raise ValueError(f'points must be an array or an iterable of tuples: {exc}') from None
+    if not rows:
+        return np.zeros((0, k))
+    if any(len(r) != k for r in rows):
+        raise ValueError(f'every point tuple needs {k} values (one per field)')
+    columns = []
+    for values in zip(*rows):
+        try:
+            col = np.array(values)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ValueError(f'point values cannot be read as numbers: {exc}') from None
+        columns.append(col)
+    kinds = {c.dtype.kind for c in columns}
+    if kinds <= set('biu') and all(c.dtype == columns[0].dtype for c in columns):
+        return np.stack(columns, axis=1)
+    out = np.empty((len(rows), k), dtype=object)
+    for j, col in enumerate(columns):
+        out[:, j] = col
+    return out
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _checked(src: Any, dst: np.dtype, clip: bool, name: str) -> np.ndarray:
+    """``src`` ready to be cast into field type ``dst`` under the documented out-of-range policy."""
+    src = np.asarray(src)
+    kind = src.dtype.kind
+    if kind == 'O':
+        src = _from_objects(src, dst, clip, name)
+        kind = src.dtype.kind
+    if kind not in 'biuf':
+        raise ValueError(f'field {name!r}: {src.dtype} values cannot be stored as {dst.name}')
+    if dst.kind == 'f':
+        if kind == 'f' and src.dtype.itemsize > dst.itemsize and src.size:
+            with np.errstate(invalid='ignore'):
+                big = np.abs(src) > _FLOAT32_MAX
+            if np.isfinite(src[big]).any():
+                if not clip:
+                    worst = src[big & np.isfinite(src)].flat[0]
+                    raise ValueError(f'field {name!r}: value {worst!r} is beyond float32 range (clip=True '
+                                     'saturates)')
+                src = np.where(big & np.isfinite(src), np.copysign(_FLOAT32_MAX, src), src)
+        return src
+    info = np.iinfo(dst)
+    if kind == 'b' or src.size == 0 or np.can_cast(src.dtype, dst, 'safe'):
+        return src
+    lo, hi = src.min(), src.max()
+    if kind == 'f':
+        if np.isnan(lo) or np.isnan(hi):
+            raise ValueError(f'field {name!r}: NaN cannot be stored in a {dst.name} field')
+        if lo > info.min - 1 and hi < info.max + 1:      # truncation toward zero keeps them in range
+            return src
+        if not clip:
+            bad = lo if not lo > info.min - 1 else hi
+            raise ValueError(f'field {name!r}: value {float(bad)!r} is outside {dst.name} range '
+                             f'[{info.min}, {info.max}] (clip=True saturates)')
+        top = float(info.max) if dst.itemsize < 8 else float(np.nextafter(float(info.max) + 1.0, 0.0))
+        return np.clip(src, float(info.min), top)
+    if info.min <= int(lo) and int(hi) <= info.max:
+        return src
+    if not clip:
+        bad = int(lo) if int(lo) < info.min else int(hi)
+        raise ValueError(f'field {name!r}: value {bad} is outside {dst.name} range [{info.min}, {info.max}] '
+                         '(clip=True saturates)')
+    return np.clip(src, max(info.min, np.iinfo(src.dtype).min), min(info.max, np.iinfo(src.dtype).max))
+
+
+def _from_objects(src: np.ndarray, dst: np.dtype, clip: bool, name: str) -> np.ndarray:
+    """Python numbers (e.g. ints beyond int64 from tuples) checked one by one."""
+    values = src.reshape(-1).tolist()
+    if dst.kind in 'iu' and all(isinstance(v, int) for v in values):
+        info = np.iinfo(dst)
+        bad = [v for v in values if not info.min <= v <= info.max]
+        if bad and not clip:
+            raise ValueError(f'field {name!r}: value {bad[0]} is outside {dst.name} range '
+                             f'[{info.min}, {info.max}] (clip=True saturates)')
+        return np.array([min(max(v, info.min), info.max) for v in values], dtype=dst).reshape(src.shape)
+    try:
+        return np.array(values, dtype=np.float64).reshape(src.shape)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f'field {name!r}: values cannot be read as numbers') from None
+
+
+def _has_nan(out: np.ndarray) -> bool:
+    """Tell whether any floating field of ``out`` holds a NaN (one NaN-propagating min per field)."""
+    if out.size == 0:
+        return False
+    dtype = out.dtype
+    base = _base_type(dtype)
+    if base is not None:
+        if base.kind != 'f':
+            return False
+        flat = out.view(base).reshape(-1)
+        return bool(np.isnan(flat.min()))
+    for name in dtype.names:
+        if dtype.fields[name][0].kind == 'f' and np.isnan(out[name].min()):
+            return True
+    return False
 
 
 def create_cloud_xyz32(header: Any, points: Any, msgs: MessageTypes | None = None) -> Any:

@@ -1,12 +1,14 @@
 """Sample input bags for the main job (``ovp demo``), the replay tests and pseudo-labelling.
 
 - :func:`write_sim_bag`: synthetic-world frames (perception_nodes.geometry.sim) as a ROS 2 bag:
-  ``/velodyne_points`` (PointCloud2 x, y, z, intensity in frame ``velodyne``; with ``truth`` also the
-  ground-truth ``label`` and ``instance`` fields, int32), per camera ``/camera_<i>/image_raw`` (rgb8 Image)
-  + ``/camera_<i>/camera_info`` (+ with ``truth`` the mono16 rasters ``/camera_<i>/truth/class`` and
-  ``/camera_<i>/truth/instance``, same stamps, 65535 = none: ground truth for synthetic data sets only, see
-  ``perception_nodes.assembly``), ``/tf_static`` (``velodyne`` -> ``camera_<i>``) and, with ``poses``,
-  ``/tf`` (``fixed_frame`` -> ``velodyne`` per frame), 10 Hz from ``start_ns``.
+  ``/velodyne_points`` (PointCloud2 x, y, z, intensity in frame ``velodyne``), per camera
+  ``/camera_<i>/image_raw`` (rgb8 Image) + ``/camera_<i>/camera_info``, and ``/tf_static``
+  (``velodyne`` -> ``camera_<i>``), 10 Hz from ``start_ns``; with ``truth=True`` the cloud also carries the
+  ground truth as ``label`` (uint16, the ``SIM_CLASSES`` index) and ``instance`` (uint32, 0 = ground), the
+  fields ``ovp eval`` reads (as ``ovp kitti-to-bag`` writes them for SemanticKITTI), and each camera its
+  mono16 truth rasters ``/camera_<i>/truth/class`` and ``/camera_<i>/truth/instance`` (same stamps, 65535 =
+  none: ground truth for synthetic data sets only, see ``perception_nodes.assembly``); with ``poses``,
+  ``/tf`` (``fixed_frame`` -> ``velodyne``) per frame.
 - :func:`write_rgbd_room_bag`: posed RGB-D views of a synthetic room (``geometry.sim.room``): 32FC1 depth
   on ``/camera/depth/image_rect`` + its CameraInfo, the registered RGB camera (with truth rasters) and
   ``/tf`` ``map`` -> ``camera`` per view (an indoor RGB-D bag for ``inputs.depth_topic``).
@@ -25,7 +27,7 @@ from perception_nodes.frame import Frame
 from perception_nodes.io.bags import BagWriter
 from perception_nodes.io.camera_info import camera_info_msg
 from perception_nodes.io.image import rgb_to_image_msg
-from perception_nodes.io.pointcloud2 import FLOAT32, INT32, create_cloud, xyz_fields
+from perception_nodes.io.pointcloud2 import FLOAT32, UINT16, UINT32, create_cloud, xyz_fields
 from perception_nodes.io.stamps import header
 from perception_nodes.io.tf_buffer import tf_message, transform_stamped_msg
 
@@ -59,19 +61,20 @@ def _write_truth(bag: BagWriter, ns: str, view: Any, hdr: Any, stamp: int) -> No
 
 
 def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str = 'mcap',
-                  start_ns: int = START_NS, overwrite: bool = False, truth: bool = True,
+                  start_ns: int = START_NS, overwrite: bool = False, truth: bool = False,
                   poses: Sequence[np.ndarray] | None = None, fixed_frame: str = 'odom') -> dict[str, int]:
     """Write synthetic frames as a bag (see the module docstring); returns message counts per topic.
 
-    The frames are restamped ``start_ns + i * 100 ms``. ``truth``: also write the ground truth (cloud fields
-    and camera rasters). ``poses``: one (4, 4) ``T_fixed_lidar`` per frame, written to /tf.
+    The frames are restamped ``start_ns + i * 100 ms``. ``truth``: also write the ground truth (each
+    point's class and instance as ``label`` / ``instance`` fields, each camera's truth rasters).
+    ``poses``: one (4, 4) ``T_fixed_lidar`` per frame, written to /tf.
     """
     if not frames:
         raise ValueError('write_sim_bag needs at least one frame')
     if poses is not None and len(poses) != len(frames):
         raise ValueError(f'{len(poses)} poses for {len(frames)} frames')
-    plain = xyz_fields([('intensity', FLOAT32)])
-    labelled = xyz_fields([('intensity', FLOAT32), ('label', INT32), ('instance', INT32)])
+    extra = [('intensity', FLOAT32)] + ([('label', UINT16), ('instance', UINT32)] if truth else [])
+    fields = xyz_fields(extra)
     with BagWriter(Path(out), storage=storage, overwrite=overwrite) as bag:
         msgs = bag.msgs
         first = frames[0]
@@ -93,14 +96,11 @@ def write_sim_bag(out: str | os.PathLike, frames: Sequence[Frame], storage: str 
                 if truth:
                     _write_truth(bag, ns, view, hdr, stamp)
             intensity = frame.intensity if frame.intensity is not None else np.zeros(frame.num_points)
-            columns = [frame.points, np.asarray(intensity, np.float32)[:, None]]
-            with_truth = truth and frame.labels is not None and frame.instances is not None
-            if with_truth:      # one float64 column per field: create_cloud casts each (ids stay exact)
-                columns += [np.asarray(frame.labels)[:, None], np.asarray(frame.instances)[:, None]]
-            points = np.concatenate([np.asarray(c, np.float64) for c in columns], axis=1)
+            points = np.concatenate([frame.points, np.asarray(intensity, np.float32)[:, None]], axis=1)
+            if truth:
+                points = _with_truth(points, frame)
             bag.write(SIM_LIDAR_TOPIC, 'sensor_msgs/msg/PointCloud2',
-                      create_cloud(header(frame.frame_id, stamp, msgs), labelled if with_truth else plain,
-                                   points, msgs), stamp)
+                      create_cloud(header(frame.frame_id, stamp, msgs), fields, points, msgs), stamp)
         return dict(bag.counts)
 
 
@@ -134,6 +134,24 @@ def write_rgbd_room_bag(out: str | os.PathLike, room: Any, num_views: int = 4,
                       rgb_to_image_msg(view.image, hdr, msgs), stamp)
             _write_truth(bag, '/camera/rgb', view, hdr, stamp)
         return dict(bag.counts)
+
+
+def _with_truth(xyzi: np.ndarray, frame: Frame) -> np.ndarray:
+    """Structured x, y, z, intensity, label, instance rows of a frame with ground truth."""
+    if frame.labels is None or frame.instances is None:
+        raise ValueError('write_sim_bag(truth=True) needs frames with labels and instances')
+    labels, instances = np.asarray(frame.labels), np.asarray(frame.instances)
+    if labels.size and (labels.min() < 0 or labels.max() > 0xFFFF):
+        raise ValueError('ground-truth labels must fit uint16 (>= 0)')
+    if instances.size and instances.min() < 0:
+        raise ValueError('ground-truth instances must be >= 0')
+    out = np.zeros(len(xyzi), dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('intensity', '<f4'),
+                                     ('label', '<u2'), ('instance', '<u4')])
+    for i, name in enumerate(('x', 'y', 'z', 'intensity')):
+        out[name] = xyzi[:, i]
+    out['label'] = labels
+    out['instance'] = instances
+    return out
 
 
 def write_kitti_sample_bag(src: str | os.PathLike, out: str | os.PathLike, max_frames: int = 3,

@@ -21,8 +21,8 @@ from transforms3d import quaternions as tq
 from perception_nodes.io.messages import MessageTypes, default_message_types
 from perception_nodes.io.stamps import header, stamp_to_ns
 
-__all__ = ['TransformError', 'TransformBuffer', 'transform_from_msg', 'slerp', 'transform_stamped_msg',
-           'tf_message']
+__all__ = ['TransformError', 'TransformBuffer', 'TfAddResult', 'transform_from_msg', 'slerp',
+           'transform_stamped_msg', 'tf_message']
 
 DEFAULT_CACHE_NS = 10_000_000_000
 
@@ -87,7 +87,7 @@ def transform_from_msg(transform_stamped: Any) -> tuple[str, str, int, np.ndarra
         tr, rot = transform_stamped.transform.translation, transform_stamped.transform.rotation
         t = np.array([tr.x, tr.y, tr.z], dtype=np.float64)
         q = _normalized(np.array([rot.w, rot.x, rot.y, rot.z], dtype=np.float64))
-    except AttributeError as exc:
+    except (AttributeError, TypeError) as exc:
         raise ValueError(f'not a TransformStamped: {exc}') from None
     if not parent or not child:
         raise ValueError(f'transform with empty frame id: parent {parent!r}, child {child!r}')
@@ -96,6 +96,33 @@ def transform_from_msg(transform_stamped: Any) -> tuple[str, str, int, np.ndarra
     if not np.all(np.isfinite(t)):
         raise ValueError(f'transform {parent} -> {child} has a non-finite translation')
     return parent, child, stamp, t, q
+
+
+@dataclass(frozen=True, eq=False)
+class TfAddResult:
+    """What :meth:`TransformBuffer.add_tf_message` did: ``accepted`` count, ``rejected`` (index, reason).
+
+    Compares equal to an ``int`` as its accepted count (``buf.add_tf_message(m, True) == 2``).
+    """
+
+    accepted: int
+    rejected: tuple[tuple[int, str], ...] = ()
+
+    def __int__(self) -> int:
+        return self.accepted
+
+    def __index__(self) -> int:
+        return self.accepted
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, TfAddResult):
+            return (self.accepted, self.rejected) == (other.accepted, other.rejected)
+        if isinstance(other, int) and not isinstance(other, bool):
+            return self.accepted == other
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash((self.accepted, self.rejected))
 
 
 @dataclass
@@ -114,17 +141,29 @@ class TransformBuffer:
         self._edges: dict[str, _Edge] = {}
 
     # -- filling ----------------------------------------------------------------------------
-    def add_tf_message(self, msg: Any, static: bool) -> int:
-        """Add every transform of a tf2_msgs/TFMessage; returns how many were added.
+    def add_tf_message(self, msg: Any, static: bool) -> TfAddResult:
+        """Add every valid transform of a tf2_msgs/TFMessage, each on its own.
 
-        Raises ValueError on the first malformed transform (those before it are kept).
+        A malformed transform (NaN or zero quaternion, non-finite translation, empty or equal frame
+        ids, a loop in the tree, not a TransformStamped) is skipped with its reason and does not affect
+        the others. Returns a :class:`TfAddResult` (accepted count, rejected ``(index, reason)``).
+        Raises ValueError only when ``msg`` is not a TFMessage at all (no ``transforms`` sequence).
         """
-        count = 0
-        for ts in getattr(msg, 'transforms', None) or []:
-            parent, child, stamp, t, q = transform_from_msg(ts)
-            self._set(parent, child, t, q, stamp, static)
-            count += 1
-        return count
+        try:
+            transforms = list(msg.transforms)
+        except (AttributeError, TypeError) as exc:
+            raise ValueError(f'not a TFMessage: {exc}') from None
+        accepted = 0
+        rejected: list[tuple[int, str]] = []
+        for i, ts in enumerate(transforms):
+            try:
+                parent, child, stamp, t, q = transform_from_msg(ts)
+                self._set(parent, child, t, q, stamp, static)
+            except ValueError as exc:
+                rejected.append((i, str(exc)))
+            else:
+                accepted += 1
+        return TfAddResult(accepted, tuple(rejected))
 
     def set_transform(self, parent: str, child: str, matrix_or_quat: Any, stamp_ns: int = 0,
                       static: bool = False) -> None:

@@ -41,6 +41,7 @@ _LAZY = {
     'plot_confusion': 'perception_nodes.metrics.plots',
     'plot_class_iou': 'perception_nodes.metrics.plots',
     'plot_pr_curves': 'perception_nodes.metrics.plots',
+    'save_figure': 'perception_nodes.metrics.plots',
 }
 
 
@@ -63,5 +64,5 @@ __all__ = [
     'class_agnostic_gt', 'frequency_splits',
     'harmonic_iou', 'head_common_tail', 'label_map_from_dict', 'load_label_map', 'masks_from_ids',
     'match_scene', 'metrics_from_confusion', 'plot_class_iou', 'plot_confusion', 'plot_pr_curves',
-    'scannet_average_precision', 'scannet_pr_curve', 'seen_unseen', 'split_metrics',
+    'save_figure', 'scannet_average_precision', 'scannet_pr_curve', 'seen_unseen', 'split_metrics',
 ]

@@ -12,6 +12,11 @@ deliberately not evaluated; any raw id listed nowhere is ignored as well (-1). B
   common / tail splits.
 - ``nuscenes``: nuScenes-lidarseg 32 class indices -> the 16 challenge classes.
 
+``instance_classes`` (optional) names the classes whose points form instances (the "thing" classes:
+SemanticKITTI / nuScenes panoptic things, ScanNet's instance classes without wall and floor); class-agnostic
+instance ground truth keeps only points of those classes (empty: every class); ``stuff_classes`` says the
+same the other way round (every class but those; ScanNet200: wall and floor).
+
 Files are read with ``yaml.safe_load`` and validated: every target is a class of the vocabulary, every
 raw id is a non-negative integer listed once (across classes and ``ignore``), splits name vocabulary
 classes and do not overlap.
@@ -43,6 +48,7 @@ class LabelMap:
     ignored: tuple[int, ...] = ()                 # raw ids listed as deliberately ignored
     splits: dict[str, list[str]] = field(default_factory=dict)
     source: str = ''
+    instance_classes: list[str] = field(default_factory=list)   # "thing" classes; empty = every class
 
     def __post_init__(self) -> None:
         self._lut = lookup_table(self.mapping)
@@ -65,6 +71,12 @@ class LabelMap:
     def split_indices(self) -> dict[str, list[int]]:
         """Return the file's splits as class indices (e.g. for ``semantic.head_common_tail(splits=...)``)."""
         return {k: [self.class_names.index(n) for n in v] for k, v in self.splits.items()}
+
+    def instance_class_indices(self) -> list[int]:
+        """Class indices whose points form instances (every class when ``instance_classes`` is empty)."""
+        if not self.instance_classes:
+            return list(range(len(self.class_names)))
+        return [self.class_names.index(n) for n in self.instance_classes]
 
 
 def lookup_table(mapping: Mapping[int, int]) -> np.ndarray:
@@ -115,7 +127,8 @@ def label_map_from_dict(data: Any, source: str = '<dict>', vocabulary: Vocabular
     """Build and validate a :class:`LabelMap` from parsed YAML (see the module docstring)."""
     if not isinstance(data, dict):
         raise ValueError(f'{source}: a label map must be a mapping')
-    unknown_keys = set(data) - {'name', 'vocabulary', 'raw_ids', 'ignore', 'classes', 'splits'}
+    unknown_keys = set(data) - {'name', 'vocabulary', 'raw_ids', 'ignore', 'classes', 'splits',
+                                'instance_classes', 'stuff_classes'}
     if unknown_keys:
         raise ValueError(f'{source}: unknown keys {sorted(unknown_keys)}')
     if 'vocabulary' not in data or not isinstance(data.get('classes'), dict):
@@ -149,8 +162,25 @@ def label_map_from_dict(data: Any, source: str = '<dict>', vocabulary: Vocabular
                 raise ValueError(f'{source}: class {m!r} is in splits {seen[m]!r} and {split!r}')
             seen[m] = str(split)
         splits[str(split)] = [str(m) for m in members]
+    things = _class_list(data, 'instance_classes', names, source, vocab.name)
+    stuff = _class_list(data, 'stuff_classes', names, source, vocab.name)
+    if things and stuff:
+        raise ValueError(f'{source}: give instance_classes or stuff_classes, not both')
+    if stuff:
+        things = [n for n in names if n not in stuff]
     return LabelMap(name=str(data.get('name', Path(source).stem)), vocabulary=vocab.name, class_names=names,
-                    mapping=mapping, ignored=tuple(sorted(ignored)), splits=splits, source=source)
+                    mapping=mapping, ignored=tuple(sorted(ignored)), splits=splits, source=source,
+                    instance_classes=[str(t) for t in things])
+
+
+def _class_list(data: dict, key: str, names: list[str], source: str, vocab: str) -> list[str]:
+    value = data.get(key) or []
+    if not isinstance(value, list) or len(set(map(str, value))) != len(value):
+        raise ValueError(f'{source}: {key} must be a list of distinct class names')
+    bad = [v for v in value if v not in names]
+    if bad:
+        raise ValueError(f'{source}: {key}: {bad} are not classes of {vocab!r}')
+    return [str(v) for v in value]
 
 
 def label_map_path(name: str) -> Path:

@@ -19,7 +19,8 @@ from perception_nodes.atomic import atomic_write
 _MAX_CURVE_POINTS = 2000
 
 
-def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Render ``fig`` on an Agg canvas and write it to ``path`` as a PNG, atomically."""
     FigureCanvasAgg(fig)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format='png', dpi=dpi), suffix='.png')
 
@@ -61,7 +62,7 @@ def plot_confusion(confusion: Any, class_names: Sequence[str], path: str | os.Pa
                             color='black' if norm[i, j] > 0.5 else 'white')
     ax.set_title(title or 'confusion (row-normalised, %)')
     fig.tight_layout()
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_class_iou(ious: Mapping[str, Sequence[float]] | Sequence[float], class_names: Sequence[str],
@@ -98,7 +99,7 @@ def plot_class_iou(ious: Mapping[str, Sequence[float]] | Sequence[float], class_
     ax.legend(fontsize=8, loc='upper right')
     ax.set_title(title or 'per-class IoU')
     fig.tight_layout()
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def _as_pr(curve: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +142,7 @@ def plot_pr_curves(curves: Mapping[str, Any], path: str | os.PathLike, title: st
         ax.legend(fontsize=7, loc='lower left')
     ax.set_title(title or 'precision-recall')
     fig.tight_layout()
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
-__all__ = ['plot_class_iou', 'plot_confusion', 'plot_pr_curves']
+__all__ = ['plot_class_iou', 'plot_confusion', 'plot_pr_curves', 'save_figure']

@@ -16,9 +16,10 @@ this module imports without ROS.
 from __future__ import annotations
 
 import array
+import functools
 import importlib
 import re
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -52,11 +53,14 @@ def _array_typecode_size(code: str) -> int:
     return array.array(code).itemsize
 
 
-def convert_value(rosidl_type: str, value: Any, where: str = '') -> Any:
-    """``value`` in the representation a rosidl setter for ``rosidl_type`` accepts."""
-    m = _SEQUENCE.match(rosidl_type)
-    if m and m.group('inner') in NUMERIC:
-        code, dtype = NUMERIC[m.group('inner')]
+Converter = Callable[[Any], Any]       # value -> value in the rosidl representation (ValueError if it cannot)
+
+
+def _numeric_sequence(code: str, dtype: str) -> Converter:
+    native = _array_typecode_size(code) == np.dtype(dtype).itemsize
+    typed = np.dtype(dtype).newbyteorder('=')
+
+    def convert(value: Any) -> Any:
         if isinstance(value, array.array) and value.typecode == code:
             return value
         if isinstance(value, (bytes, bytearray, memoryview)):
@@ -64,58 +68,92 @@ def convert_value(rosidl_type: str, value: Any, where: str = '') -> Any:
         else:
             arr = np.asarray(value).reshape(-1).astype(dtype, copy=False)
         out = array.array(code)
-        if _array_typecode_size(code) != np.dtype(dtype).itemsize:   # platform with unusual C sizes
+        if not native:                     # a platform with unusual C sizes
             out.extend(arr.tolist())
         else:
-            out.frombytes(np.ascontiguousarray(arr.astype(np.dtype(dtype).newbyteorder('='))).tobytes())
+            out.frombytes(np.ascontiguousarray(arr.astype(typed)).tobytes())
         return out
+    return convert
+
+
+def _numeric_array(dtype: str, n: int) -> Converter:
+    typed = np.dtype(dtype).newbyteorder('=')
+
+    def convert(value: Any) -> Any:
+        arr = np.asarray(value, dtype=typed).reshape(-1)
+        if arr.size != n:
+            raise ValueError(f'needs exactly {n} values, got {arr.size}')
+        return arr.copy()
+    return convert
+
+
+def _octet(value: Any) -> bytes:
+    return bytes(value) if isinstance(value, (bytes, bytearray)) else bytes([int(value)])
+
+
+def _same(value: Any) -> Any:
+    return value                            # a nested message built by the same factory
+
+
+@functools.lru_cache(maxsize=None)
+def converter(rosidl_type: str) -> Converter:
+    """Return the conversion of values for fields of ``rosidl_type`` (cached: one regex match per type)."""
+    m = _SEQUENCE.match(rosidl_type)
+    if m and m.group('inner') in NUMERIC:
+        return _numeric_sequence(*NUMERIC[m.group('inner')])
     m = _ARRAY.match(rosidl_type)
     if m and m.group('inner') in NUMERIC:
-        dtype = np.dtype(NUMERIC[m.group('inner')][1]).newbyteorder('=')
-        arr = np.asarray(value, dtype=dtype).reshape(-1)
-        if arr.size != int(m.group('n')):
-            raise ValueError(f'{where} needs exactly {m.group("n")} values, got {arr.size}')
-        return arr.copy()
+        return _numeric_array(NUMERIC[m.group('inner')][1], int(m.group('n')))
     if rosidl_type in ('octet', 'byte'):
-        if isinstance(value, (bytes, bytearray)):
-            return bytes(value)
-        return bytes([int(value)])
+        return _octet
     if rosidl_type == 'boolean':
-        return bool(value)
+        return bool
     if rosidl_type in INTEGER:
-        return int(value)
+        return int
     if rosidl_type in ('float', 'double', 'long double'):
-        return float(value)
+        return float
     if rosidl_type in ('string', 'wstring') or rosidl_type.startswith(('string<', 'wstring<')):
-        return str(value)
+        return str
     if rosidl_type.startswith('sequence<') or _ARRAY.match(rosidl_type):
-        return list(value)          # sequences of strings or messages
-    return value                    # a nested message built by the same factory
+        return list                          # sequences of strings or messages
+    return _same
+
+
+def convert_value(rosidl_type: str, value: Any, where: str = '') -> Any:
+    """``value`` in the representation a rosidl setter for ``rosidl_type`` accepts."""
+    try:
+        return converter(rosidl_type)(value)
+    except ValueError as exc:
+        raise ValueError(f'{where or rosidl_type}: {exc}') from None
 
 
 class RclpyMessageTypes:
     """``MessageTypes`` for rclpy message classes (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._classes: dict[str, tuple[type, dict[str, str]]] = {}
+        self._classes: dict[str, tuple[type, dict[str, Converter]]] = {}
 
     def message_class(self, msgtype: str) -> type:
         return self._lookup(msgtype)[0]
 
-    def _lookup(self, msgtype: str) -> tuple[type, dict[str, str]]:
+    def _lookup(self, msgtype: str) -> tuple[type, dict[str, Converter]]:
         found = self._classes.get(msgtype)
         if found is None:
             cls = message_class(msgtype)
-            found = (cls, dict(cls.get_fields_and_field_types()))
+            found = (cls, {name: converter(kind) for name, kind in cls.get_fields_and_field_types().items()})
             self._classes[msgtype] = found
         return found
 
     def new(self, msgtype: str, **fields: Any) -> Any:
-        cls, types = self._lookup(msgtype)
-        unknown = sorted(set(fields) - set(types))
-        if unknown:
-            raise ValueError(f'{msgtype} has no field(s) {unknown}; fields are {list(types)}')
-        msg = cls()
+        """Build a message: each field converted once and handed to the constructor (no default set first)."""
+        cls, converters = self._lookup(msgtype)
+        if not fields.keys() <= converters.keys():
+            unknown = sorted(set(fields) - set(converters))
+            raise ValueError(f'{msgtype} has no field(s) {unknown}; fields are {list(converters)}')
+        values = {}
         for name, value in fields.items():
-            setattr(msg, name, convert_value(types[name], value, f'{msgtype}.{name}'))
-        return msg
+            try:
+                values[name] = converters[name](value)
+            except ValueError as exc:
+                raise ValueError(f'{msgtype}.{name}: {exc}') from None
+        return cls(**values)

@@ -35,6 +35,7 @@ from perception_nodes.outputs import UNKNOWN_LABEL, Outputs, Projections
 from perception_nodes.overlay import default_palette, draw_label_overlay
 from perception_nodes.pipeline import grids
 from perception_nodes.pipeline.fusion import vote_segments
+from perception_nodes.teacher.instances import segment_scan
 from perception_nodes.pipeline.labellers import (EnsembleLabeller, PointFeatures, StudentLabeller,
                                                  TeacherLabeller)
 from perception_nodes.vocabulary import Vocabulary, load_templates, load_vocabulary
@@ -262,7 +263,6 @@ class Pipeline:
         return usable
 
     def _segments(self, frame: Frame) -> torch.Tensor:
-        from perception_nodes.teacher.instances import segment_scan
         s = self.config.segments
         ids = segment_scan(frame.points, ground=s.ground, ground_height=s.ground_height,
                            ground_threshold=s.ground_threshold, eps=s.eps, min_samples=s.min_voxels,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from perception_nodes.classify import classify
-from perception_nodes.geometry.occupancy import NavGridSpec, navigation_grid
+from perception_nodes.geometry.occupancy import NavGridSpec, navigation_grid_fast
 from perception_nodes.geometry.voxels import GridSpec, majority_label, voxelize
 from perception_nodes.outputs import UNKNOWN_LABEL, OccupancyGrid2D, SemanticVoxels
 
@@ -33,32 +33,13 @@ def voxel_spec(grids: Any) -> GridSpec:
 
 def geometric_nav_grid(points: torch.Tensor, labels: torch.Tensor | None, spec: NavGridSpec,
                        obstacle: Sequence[int] | None = None) -> OccupancyGrid2D:
-    """Ray-cast navigation grid; one ray per (grid cell, height band, obstacle flag) key.
+    """Ray-cast navigation grid from every LiDAR return (``geometry.occupancy.navigation_grid_fast``).
 
-    Rays ending in the same cell on the same side of the obstacle band cross the same cells up to the end
-    cell, so one of them suffices: occupied cells are identical, free cells a subset of the all-rays cast.
-    Keys are computed in float64, as the grid itself is.
+    Occupied cells are exactly those holding an in-band (obstacle-class, when ``obstacle`` is given) return;
+    free cells match the exact all-rays cast (test/geometry checks both against the slow reference).
     """
-    origin = torch.zeros(3, dtype=torch.float64)
-    pts = points.double()
-    finite = torch.isfinite(pts).all(dim=1)
-    pts = pts[finite]
-    lab = labels[finite] if labels is not None else None
-    if pts.shape[0]:
-        grid = spec.grid(origin)
-        lower = torch.tensor(grid.lower[:2], dtype=pts.dtype)
-        cell = torch.floor((pts[:, :2] - lower) / spec.resolution).long().clamp(-(1 << 20), 1 << 20)
-        band = torch.bucketize(pts[:, 2].contiguous(), torch.tensor([grid.lower[2], grid.upper[2]],
-                                                                    dtype=pts.dtype), right=True)
-        is_obstacle = torch.zeros_like(band) if obstacle is None or lab is None else \
-            torch.isin(lab, torch.as_tensor(list(obstacle), device=lab.device)).long()
-        key = (((cell[:, 0] + (1 << 20)) << 21) + cell[:, 1] + (1 << 20)) * 8 + band * 2 + is_obstacle
-        _, inverse = torch.unique(key, return_inverse=True)
-        first = torch.full((int(inverse.max()) + 1,), pts.shape[0], dtype=torch.long)
-        first = first.scatter_reduce(0, inverse, torch.arange(pts.shape[0]), 'amin')
-        pts = pts[first]
-        lab = lab[first] if lab is not None else None
-    return navigation_grid(pts, origin, spec, lab if obstacle is not None else None, obstacle)
+    return navigation_grid_fast(points, torch.zeros(3), spec, labels if obstacle is not None else None,
+                                obstacle)
 
 
 def semantic_voxels(points: torch.Tensor, labels: torch.Tensor, grid: GridSpec) -> SemanticVoxels:

@@ -5,7 +5,8 @@ Subscription side (cheap, from executor callbacks): :meth:`NodeCore.on_input`, `
 :meth:`NodeCore.process` assembles the Frame with the one frame assembler (``perception_nodes.assembly``),
 runs the one :class:`~perception_nodes.pipeline.Pipeline` (the configured labeller) and builds the
 messages with the one output writer (``io.writer``), then hands each to ``publish(key, msgtype, msg)``.
-Outputs nobody subscribes to are not built (``wanted``).
+Outputs nobody subscribes to are not built (``wanted``): the writer skips their messages and the pipeline
+skips their stages (overlays, voxels, occupancy grid); diagnostics list them.
 
 Cameras: the node synchronizes camera images with the cloud only when its labeller uses them (teacher or
 ensemble); a student-labeller node is LiDAR-only and never waits for images.
@@ -24,7 +25,8 @@ from perception_nodes import stats as reasons
 from perception_nodes.assembly import CameraInput, FrameAssembler, SyncedSet, camera_inputs
 from perception_nodes.config import PerceptionConfig, keys, with_overrides
 from perception_nodes.io.messages import MessageTypes
-from perception_nodes.io.writer import SIMILARITY, OutputMessage, OutputWriter
+from perception_nodes.io.writer import (LABELED_POINTS, OCCUPANCY, SEMANTIC_VOXELS, SIMILARITY, OutputMessage,
+                                        OutputWriter, overlay_key)
 from perception_nodes.runtime.diagnostics import DiagnosticsReporter, diagnostic_array
 from perception_nodes.runtime.extrinsics import ExtrinsicsCache
 from perception_nodes.runtime.query import similarity_scores
@@ -87,6 +89,8 @@ class NodeCore:
         self._frames = 0
         self.overruns = 0                  # consecutive frames slower than node.max_processing_time
         self.last_processing_s = 0.0
+        self.skipped_outputs: list[str] = []   # outputs of the last frame not built (no subscriber)
+        self._pipeline_key: tuple | None = None
 
     @property
     def input_topics(self) -> list[str]:
@@ -173,7 +177,8 @@ class NodeCore:
     def diagnostics(self, stamp_ns: int) -> Any:
         """diagnostic_msgs/msg/DiagnosticArray for /diagnostics."""
         extra = {'vocabulary': ', '.join(self.pipeline.class_names), 'query': self.query_text or '',
-                 'labels meaningful': str(bool(getattr(self.pipeline, 'meaningful', False)))}
+                 'labels meaningful': str(bool(getattr(self.pipeline, 'meaningful', False))),
+                 'outputs skipped (no subscriber)': ', '.join(self.skipped_outputs) or 'none'}
         entries = self.reporter.statuses(self.stats, self.worker.counts, self.input_topics,
                                          self.watchdog.problem(), self.backend_name, extra,
                                          processing=(self.last_processing_s,
@@ -198,17 +203,20 @@ class NodeCore:
         if frame is not None:
             self._frames += 1
             self.stats.latency('assemble', (time.perf_counter() - started) * 1e3)
+            wants = self._wanted_outputs()
+            self._configure_pipeline(wants)
             outputs = self.pipeline.process(frame)
             for stage, ms in outputs.timings_ms.items():
                 self.stats.latency(stage, ms)
             t0 = time.perf_counter()
             similarity = None
-            if self.query_embedding is not None and self._want(SIMILARITY):
+            if self.query_embedding is not None and wants.get(SIMILARITY, False):
                 if outputs.embeddings is None:
                     self.stats.count(reasons.BAD_QUERY, problem='the labeller gave no point features')
                 else:
                     similarity = similarity_scores(outputs.embeddings, self.query_embedding)
-            published += self.writer.frame_messages(outputs, self._want, similarity)
+            want = lambda key: wants.get(key, self._want(key))      # noqa: E731
+            published += self.writer.frame_messages(outputs, want, similarity)
             self.stats.latency('convert', (time.perf_counter() - t0) * 1e3)
         for m in published:
             self.publish(m.key, m.msgtype, m.msg)
@@ -222,6 +230,34 @@ class NodeCore:
 
     def _want(self, key: str) -> bool:
         return True if self.wanted is None else bool(self.wanted(key))
+
+    def _wanted_outputs(self) -> dict[str, bool]:
+        """Per output this frame can produce: is anyone subscribed (``wanted``); the others are listed."""
+        cfg = self.config
+        keys_ = [LABELED_POINTS]
+        keys_ += [OCCUPANCY] if cfg.grids.nav_grid else []
+        keys_ += [SEMANTIC_VOXELS] if cfg.grids.voxels else []
+        keys_ += [overlay_key(c.name) for c in self.cameras] if cfg.overlay.enabled else []
+        keys_ += [SIMILARITY] if self.query_embedding is not None else []
+        wants = {key: self._want(key) for key in keys_}
+        self.skipped_outputs = [key for key, wanted in wants.items() if not wanted]
+        return wants
+
+    def _configure_pipeline(self, wants: dict[str, bool]) -> None:
+        """Give the pipeline the config with the stages of unwanted outputs switched off."""
+        cfg = self.config
+        overlays = any(wants.get(overlay_key(c.name), False) for c in self.cameras)
+        key = (self.query_embedding is not None, wants.get(OCCUPANCY, False),
+               wants.get(SEMANTIC_VOXELS, False), overlays)
+        if key == self._pipeline_key:
+            return
+        self._pipeline_key = key
+        grids = dataclasses.replace(cfg.grids, nav_grid=cfg.grids.nav_grid and wants.get(OCCUPANCY, False),
+                                    voxels=cfg.grids.voxels and wants.get(SEMANTIC_VOXELS, False))
+        overlay = dataclasses.replace(cfg.overlay, enabled=cfg.overlay.enabled and overlays)
+        embeddings = cfg.outputs.embeddings or self.query_embedding is not None
+        outputs = dataclasses.replace(cfg.outputs, embeddings=embeddings)
+        self.pipeline.config = dataclasses.replace(cfg, grids=grids, overlay=overlay, outputs=outputs)
 
     # -- internals ------------------------------------------------------------------------------------------
     def _apply_pending(self) -> None:
@@ -249,10 +285,8 @@ class NodeCore:
             self._set_query(query)
 
     def _set_config(self, config: PerceptionConfig) -> None:
-        keep = self.query_embedding is not None
         self.config = config
-        self.pipeline.config = dataclasses.replace(
-            config, outputs=dataclasses.replace(config.outputs, embeddings=config.outputs.embeddings or keep))
+        self._pipeline_key = None          # the next frame gives the pipeline its config
 
     def _set_query(self, text: str) -> None:
         if not text:

@@ -1,10 +1,11 @@
 """diagnostic_msgs/DiagnosticArray for /diagnostics, built through a message factory (ROS-free).
 
 One array per period with three statuses per node: inputs (rates, synchronized sets, messages the
-synchronizer never matched, synchronizer resets, silent topics), processing (frames processed and dropped,
-processing time against ``node.max_processing_time``: WARN on an overrun, ERROR after
-:data:`ERROR_AFTER_OVERRUNS` consecutive ones; per-stage latency; backend in use) and input errors (bad
-messages and tf failures, WARN while their counts grow).
+synchronizer never matched, synchronizer resets, silent topics), processing (frames processed and dropped -
+WARN while drops or failures grow -, processing time against ``node.max_processing_time``: WARN on an
+overrun, ERROR after :data:`ERROR_AFTER_OVERRUNS` consecutive ones; per-stage latency; backend in use;
+outputs skipped for lack of subscribers) and input errors (bad messages and tf failures, WARN while their
+counts grow).
 """
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class DiagnosticsReporter:
         self.node_name = node_name
         self.hardware_id = hardware_id
         self._last_errors: dict[str, int] = {}
+        self._last_worker = (0, 0)        # (dropped, failed) at the previous report
 
     def statuses(self, stats: Stats, worker: WorkerCounts, topics: list[str],
                  silent_problem: str | None = None, backend: str = '',
@@ -65,9 +67,12 @@ class DiagnosticsReporter:
         for stage, (mean, worst) in sorted(stats.latency_summary().items()):
             values[f'latency {stage} (ms, mean/max)'] = f'{mean:.1f}/{worst:.1f}'
         values.update(extra or {})
-        level = WARN if worker.dropped or worker.errors else OK
+        dropped, failed = worker.dropped - self._last_worker[0], worker.errors - self._last_worker[1]
+        self._last_worker = (worker.dropped, worker.errors)
+        level = WARN if dropped > 0 or failed > 0 else OK
         message = 'processing' if level == OK else (
-            f'{worker.dropped} frames dropped, {worker.errors} failed of {worker.submitted}')
+            f'{dropped} frames dropped, {failed} failed since the last report '
+            f'({worker.dropped} dropped, {worker.errors} failed of {worker.submitted} in all)')
         if processing is not None:
             last, limit, overruns = processing
             values.update({'processing time last frame (s)': f'{last:.3f}',

@@ -52,11 +52,8 @@ def save_checkpoint(path: str | os.PathLike, model: Student, config: StudentConf
 def _read_config(cfg_path: Path) -> StudentConfig:
     if not cfg_path.is_file():
         raise ValueError(f'checkpoint config {cfg_path} not found')
-    with open(cfg_path, encoding='utf-8') as f:
-        try:
-            data = yaml.safe_load(f)
-        except yaml.YAMLError as exc:
-            raise ValueError(f'{cfg_path}: not valid YAML: {exc}') from exc
+    from perception_nodes.safe_yaml import load_yaml
+    data = load_yaml(cfg_path)            # no aliases, bounded size: one-line ValueError
     try:
         return StudentConfig.from_dict(data)
     except TypeError as exc:

@@ -3,18 +3,27 @@
 Class-agnostic 3D segments (ground removal + DBSCAN), their projected 2D boxes enlarged to at least
 30×30 pixels, CLIP image embeddings of the box crops, and segment pseudo labels
 ``softmax(F_CLIP · EMB)`` (Affinity3D Eq. 4).
+
+Importing this module is cheap (numpy, torch, scipy's csgraph): open_clip is imported only to encode
+crops and scikit-learn only for ``cluster='dbscan'``, so :func:`segment_scan` with the live settings
+(connected components) pays no import on its first frame once this module is imported.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
-from perception_nodes.teacher.clip_models import LoadedClip
-from perception_nodes.teacher.maskclip import image_to_tensor
+if TYPE_CHECKING:   # open_clip (via clip_models) is only needed to encode crops, not to segment a scan
+    from perception_nodes.teacher.clip_models import LoadedClip
 
 
 @dataclass
@@ -30,33 +39,72 @@ class GroundPlane:
 
 
 def fit_ground_plane(points: np.ndarray, threshold: float = 0.2, max_slope_deg: float = 20.0,
-                     seed: int = 0, max_points: int = 20000) -> GroundPlane | None:
-    """RANSAC fit of z = a·x + b·y + c (scikit-learn RANSACRegressor) to the lower half of the scan.
+                     seed: int = 0, max_points: int = 20000, trials: int = 128,
+                     score_points: int = 4096) -> GroundPlane | None:
+    """RANSAC fit of z = a·x + b·y + c to the lower half of the scan, all hypotheses scored at once.
 
-    Only points below the scan's median height are candidates (the ground is the lowest large
-    surface); fits steeper than ``max_slope_deg`` are rejected (None).
+    Only points below the scan's median height are candidates (the ground is the lowest large surface),
+    at most ``max_points`` of them (seeded subsample). ``trials`` planes through 3 random candidates
+    are scored together, one (score_points x 3) @ (3 x trials) product counting the inliers
+    (|z - a x - b y - c| <= ``threshold``) of each on a random subset of ``score_points`` candidates;
+    hypotheses steeper than ``max_slope_deg`` or degenerate (vertical, repeated points) are not
+    considered. The plane with the most inliers is refitted by least squares on all its inliers among
+    the candidates (as scikit-learn's ``RANSACRegressor`` does, which this replaces: same planes on
+    KITTI within a few millimetres, see the tests, in ~2 ms instead of 23-34 ms plus a ~1 s import).
+    Returns None when there are fewer than 3 candidates, no valid hypothesis, or the refit is steeper
+    than ``max_slope_deg``.
     """
-    from sklearn.linear_model import LinearRegression, RANSACRegressor
-    pts = np.asarray(points, dtype=np.float64)
-    cand = pts[pts[:, 2] <= np.median(pts[:, 2])]
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    cand = pts[pts[:, 2] <= np.median(pts[:, 2])] if len(pts) else pts
     if len(cand) < 3:
         return None
     rng = np.random.default_rng(seed)
     if len(cand) > max_points:
         cand = cand[rng.choice(len(cand), max_points, replace=False)]
-    ransac = RANSACRegressor(LinearRegression(), residual_threshold=threshold, random_state=seed,
-                             max_trials=100)
-    try:
-        ransac.fit(cand[:, :2], cand[:, 2])
-    except ValueError:  # no consensus set
+    p0, p1, p2 = (cand[rng.integers(0, len(cand), trials)] for _ in range(3))
+    normal = np.cross(p1 - p0, p2 - p0)
+    norm = np.linalg.norm(normal, axis=1)
+    max_tilt = np.cos(np.radians(max_slope_deg))
+    with np.errstate(divide='ignore', invalid='ignore'):
+        ok = (norm > 1e-12) & (np.abs(normal[:, 2]) >= max_tilt * norm)
+    if not ok.any():
         return None
-    a, b = ransac.estimator_.coef_
-    c = float(ransac.estimator_.intercept_)
-    normal = np.array([-a, -b, 1.0])
-    norm = float(np.linalg.norm(normal))
-    if np.degrees(np.arccos(1.0 / norm)) > max_slope_deg:
+    normal, p0 = normal[ok], p0[ok]
+    a, b = -normal[:, 0] / normal[:, 2], -normal[:, 1] / normal[:, 2]
+    c = p0[:, 2] - a * p0[:, 0] - b * p0[:, 1]
+    scored = cand if len(cand) <= score_points else cand[rng.choice(len(cand), score_points, replace=False)]
+    # (hypotheses x points) residuals: einsum's own loop, not BLAS (whose threads spin on a busy machine)
+    xy1 = np.stack([scored[:, 0], scored[:, 1], np.ones(len(scored))]).astype(np.float32)
+    resid = np.einsum('kj,jm->km', np.stack([a, b, c], axis=1).astype(np.float32), xy1)
+    np.subtract(scored[:, 2].astype(np.float32), resid, out=resid)
+    np.abs(resid, out=resid)
+    best = int(np.argmax(np.count_nonzero(resid <= threshold, axis=1)))
+    support = cand[np.abs(cand[:, 2] - (a[best] * cand[:, 0] + b[best] * cand[:, 1] + c[best])) <= threshold]
+    if len(support) < 3:
         return None
-    return GroundPlane(normal=normal / norm, offset=-c / norm)
+    fit = _least_squares_plane(support)
+    if fit is None:
+        return None
+    fa, fb, fc = fit
+    normal = np.array([-fa, -fb, 1.0])
+    length = float(np.linalg.norm(normal))
+    if np.degrees(np.arccos(1.0 / length)) > max_slope_deg:
+        return None
+    return GroundPlane(normal=normal / length, offset=-float(fc) / length)
+
+
+def _least_squares_plane(points: np.ndarray) -> tuple[float, float, float] | None:
+    """Least-squares z = a x + b y + c (centred normal equations, no BLAS call); None if degenerate."""
+    mean = points.mean(axis=0)
+    x, y, z = (points[:, i] - mean[i] for i in range(3))
+    dot = functools.partial(np.einsum, 'i,i->')      # not np.dot: BLAS ddot may start threads
+    sxx, sxy, syy, sxz, syz = (float(dot(u, v)) for u, v in ((x, x), (x, y), (y, y), (x, z), (y, z)))
+    det = sxx * syy - sxy * sxy
+    if not det > 1e-12 * max(sxx * syy, 1e-300):
+        return None
+    a = (sxz * syy - syz * sxy) / det
+    b = (syz * sxx - sxz * sxy) / det
+    return a, b, float(mean[2] - a * mean[0] - b * mean[1])
 
 
 def radius_connected_components(centres: np.ndarray, eps: float) -> np.ndarray:
@@ -68,8 +116,6 @@ def radius_connected_components(centres: np.ndarray, eps: float) -> np.ndarray:
     edge list goes to scipy's ``connected_components``. ``centres`` must be voxel centres of one
     ``voxel_size`` grid, given in voxel units (integers).
     """
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
     cells = np.asarray(centres, dtype=np.int64).reshape(-1, 3)
     m = len(cells)
     if m == 0:
@@ -121,7 +167,6 @@ def segment_scan(points: np.ndarray, ground: str = 'plane', ground_height: float
         raise ValueError(f"cluster must be 'dbscan' or 'connected_components', got {cluster!r}")
     if cluster == 'connected_components' and not voxel_size:
         raise ValueError("cluster='connected_components' needs voxel_size (it clusters voxel centres)")
-    from sklearn.cluster import DBSCAN
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     n = len(pts)
     labels = np.full(n, -1, dtype=np.int64)
@@ -157,9 +202,11 @@ def segment_scan(points: np.ndarray, ground: str = 'plane', ground_height: float
             sizes = np.bincount(voxel_ids)
             voxel_ids = np.where(sizes[voxel_ids] >= min_samples, voxel_ids, -1)
         else:
+            from sklearn.cluster import DBSCAN      # only for cluster='dbscan' (a ~1 s import)
             voxel_ids = DBSCAN(eps=eps, min_samples=min_samples).fit_predict((uniq + 0.5) * voxel_size)
         segment = voxel_ids[inverse]
     else:
+        from sklearn.cluster import DBSCAN
         segment = DBSCAN(eps=eps, min_samples=min_samples).fit_predict(sub)
     labels[idx] = segment
     valid = labels >= 0
@@ -241,6 +288,7 @@ def encode_crops(clip: LoadedClip, image: np.ndarray, boxes: np.ndarray,
     normalised with its mean/std; crops are encoded in batches of ``batch_size``.
     """
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    from perception_nodes.teacher.maskclip import image_to_tensor
     if len(boxes) == 0:
         return torch.zeros(0, clip.embed_dim, device=clip.device)
     img = image_to_tensor(image).to(clip.device)

@@ -150,3 +150,85 @@ def test_summary_of_copied_bag_is_independent_of_location(tmp_path):
     write_sample(tmp_path / 'a', n=3)
     shutil.copytree(tmp_path / 'a', tmp_path / 'b')
     assert bag_summary(tmp_path / 'b').message_count == bag_summary(tmp_path / 'a').message_count == 6
+
+
+def test_out_of_range_stamps_are_a_clear_value_error_and_the_bag_survives(tmp_path):
+    """Issue 15 item 1: a header stamp with sec = -5 used as log time raised OverflowError in the writer."""
+    from perception_nodes.io.bags import BagWriteError
+
+    bag = tmp_path / 'bag'
+    cloud = create_cloud_xyz32(header('l', 0), np.ones((2, 3)))
+    negative = -5 * 1_000_000_000
+    with BagWriter(bag) as w:
+        w.write('/points', CLOUD, cloud, 1)
+        with pytest.raises(BagWriteError, match=r'/points: log time -5000000000 ns \(sec=-5, nanosec=0\)'):
+            w.write('/points', CLOUD, cloud, negative)
+        with pytest.raises(ValueError, match='/points: log time 9223372036854775808 ns'):
+            w.write('/points', CLOUD, cloud, 2**63)
+        with pytest.raises(ValueError, match="/points: log time 1.5 is not an integer"):
+            w.write_raw('/points', CLOUD, b'', 1.5)
+        big_sec = create_cloud_xyz32(header('l', 0), np.ones((2, 3)))
+        big_sec.header.stamp.sec = 2**40
+        with pytest.raises(BagWriteError, match=r'message at 3 ns cannot be serialized .* sec=1099511627776'):
+            w.write('/points', CLOUD, big_sec, 3)
+        w.write('/points', CLOUD, cloud, 4)                   # the writer goes on after a refused message
+    assert [m.log_time_ns for m in iter_messages(bag)] == [1, 4]
+    assert issubclass(BagWriteError, ValueError)
+    from perception_nodes.io.bags import check_log_time        # a frame's stamps can be checked up front
+    assert check_log_time('/points', np.int64(7)) == 7
+    with pytest.raises(BagWriteError, match='/overlay: log time -1 ns') as info:
+        check_log_time('/overlay', -1)
+    assert (info.value.topic, info.value.stamp_ns) == ('/overlay', -1)
+
+
+def _chunks(path: Path) -> list[tuple[int, int, int, int, int]]:
+    """(record offset, payload offset, payload size, crc, start time) of each MCAP chunk, walking the file."""
+    import struct
+
+    data = path.read_bytes()
+    pos, out = 8, []
+    while pos + 9 <= len(data):
+        opcode, length = struct.unpack_from('<BQ', data, pos)
+        if opcode == 0x06:
+            start, _, size, crc = struct.unpack_from('<QQQI', data, pos + 9)
+            (clen,) = struct.unpack_from('<I', data, pos + 9 + 28)
+            payload = pos + 9 + 32 + clen + 8
+            out.append((pos, payload, size, crc, start))
+        if opcode == 0x02:
+            break
+        pos += 9 + length
+    return out
+
+
+def test_mcap_chunks_carry_their_crc(tmp_path):
+    from binascii import crc32
+
+    bag = tmp_path / 'bag'
+    write_sample(bag, n=60, points=3000)
+    data = (bag / 'bag.mcap').read_bytes()
+    chunks = _chunks(bag / 'bag.mcap')
+    assert len(chunks) >= 2
+    for _, payload, size, crc, _ in chunks:
+        assert crc != 0 and crc32(data[payload:payload + size]) == crc      # uncompressed chunks here
+
+
+def test_flipped_byte_mid_file_names_the_chunk_after_the_messages_before_it(tmp_path):
+    """Issue 15 item 17: corruption used to go unnoticed (CRC 0); now a BagError names the chunk offset."""
+    bag = tmp_path / 'bag'
+    clouds = write_sample(bag, n=60, points=3000)
+    path = bag / 'bag.mcap'
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    (record, _, _, _, start), = [c for c in _chunks(path) if c[1] <= middle < c[1] + c[2]]
+    data[middle] ^= 0x40
+    path.write_bytes(bytes(data))
+    got = []
+    with pytest.raises(BagError, match=rf'MCAP chunk at byte offset {record} is corrupted: Chunk checksum'):
+        for m in iter_messages(bag, ['/points']):
+            got.append(m)
+    before = [i for i in range(60) if i * 100 * MS < start]       # clouds of the chunks before the bad one
+    assert 0 < len(before) < 60 and [m.log_time_ns for m in got] == [i * 100 * MS for i in before]
+    for m, xyz in zip(got, clouds):                              # and they are intact
+        np.testing.assert_array_equal(read_points_numpy(m.msg), xyz)
+    summary = bag_summary(bag)
+    assert summary.error and f'byte offset {record}' in summary.error

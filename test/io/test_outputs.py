@@ -127,3 +127,107 @@ def test_similarity_cloud():
     assert colors[0].tolist() != colors[2].tolist()
     with pytest.raises(ValueError, match='2 similarity values for 3 points'):
         similarity_cloud(pts, sim[:2], header('velo', 0))
+
+
+# ------------------------------------------------------------------------- fast builders vs slow references
+def _reference_labeled_cloud(outputs, hdr, palette):
+    """The former field-by-field construction, through create_cloud's generic path."""
+    from perception_nodes.io.outputs import LABELED_FIELDS
+    from perception_nodes.io.pointcloud2 import create_cloud, dtype_from_fields
+    from perception_nodes.overlay import label_colors
+    cloud = np.zeros(len(outputs.points), dtype=dtype_from_fields(LABELED_FIELDS))
+    pts = np.asarray(outputs.points, dtype=np.float32).reshape(-1, 3)
+    cloud['x'], cloud['y'], cloud['z'] = pts[:, 0], pts[:, 1], pts[:, 2]
+    cloud['intensity'] = 0.0 if outputs.intensity is None else outputs.intensity
+    cloud['label'] = outputs.labels
+    cloud['score'] = outputs.scores
+    cloud['instance'] = outputs.instances
+    cloud['rgb'] = pack_rgb(label_colors(outputs.labels, palette))
+    msg = create_cloud(hdr, LABELED_FIELDS, cloud)
+    msg.is_dense = not any(np.isnan(cloud[n]).any() for n in ('x', 'y', 'z', 'intensity', 'score', 'rgb'))
+    return msg
+
+
+def _reference_voxel_markers(voxels, hdr, class_names, palette, ns='semantic_voxels', alpha=0.8):
+    """The former construction: msgs.new for every message, one boolean mask per class."""
+    from perception_nodes.overlay import label_colors
+    msgs = MSGS
+    identity = msgs.new('geometry_msgs/msg/Pose',
+                        orientation=msgs.new('geometry_msgs/msg/Quaternion', x=0.0, y=0.0, z=0.0, w=1.0))
+    markers = [msgs.new('visualization_msgs/msg/Marker', header=hdr, ns=ns, id=0, action=3)]
+    centers = np.asarray(voxels.centers, dtype=np.float64).reshape(-1, 3)
+    labels = np.asarray(voxels.labels).astype(np.int64).reshape(-1)
+    size = np.broadcast_to(np.asarray(voxels.voxel_size, dtype=np.float64).reshape(-1), (3,))
+    scale = msgs.new('geometry_msgs/msg/Vector3', x=float(size[0]), y=float(size[1]), z=float(size[2]))
+    for cls in np.unique(labels):
+        known = 0 <= cls < len(class_names) and cls != UNKNOWN_LABEL
+        rgb = label_colors(np.array([cls]), palette)[0] / 255.0
+        color = msgs.new('std_msgs/msg/ColorRGBA', r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]), a=alpha)
+        points = [msgs.new('geometry_msgs/msg/Point', x=float(x), y=float(y), z=float(z))
+                  for x, y, z in centers[labels == cls]]
+        markers.append(msgs.new('visualization_msgs/msg/Marker', header=hdr,
+                                ns=f'{ns}/{class_names[cls] if known else "unknown"}',
+                                id=int(cls) if known else 65535, type=6, action=0, pose=identity, scale=scale,
+                                color=color, points=points))
+    return msgs.new('visualization_msgs/msg/MarkerArray', markers=markers)
+
+
+@pytest.mark.parametrize('seed, n', [(0, 5000), (1, 1), (2, 0)])
+def test_labeled_cloud_and_markers_are_byte_identical_to_the_slow_references(seed, n):
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (19, 3)).astype(np.uint8)
+    labels = rng.integers(0, 19, n).astype(np.uint16)
+    labels[rng.random(n) < 0.3] = UNKNOWN_LABEL
+    points = rng.normal(scale=20, size=(n, 3)).astype(np.float32)
+    points[rng.random(n) < 0.01] = np.nan
+    out = Outputs(stamp_ns=STAMP, frame_id='velo', points=points, intensity=rng.random(n).astype(np.float32),
+                  labels=labels, scores=rng.random(n).astype(np.float32),
+                  instances=rng.integers(0, 2**32, n, dtype=np.uint32),
+                  class_names=[f'c{i}' for i in range(19)])
+    hdr = header('velo', STAMP)
+    fast, slow = labeled_cloud(out, hdr, palette), _reference_labeled_cloud(out, hdr, palette)
+    assert MSGS.serialize(fast) == MSGS.serialize(slow)
+    m = n // 3
+    vox_labels = np.concatenate([rng.integers(0, 21, m - m // 10), np.full(m // 10, UNKNOWN_LABEL)])
+    vox = SemanticVoxels(centers=rng.normal(size=(m, 3)).astype(np.float32),
+                         labels=rng.permutation(vox_labels), voxel_size=np.array([0.4, 0.4, 0.4]))
+    fast = voxel_markers(vox, hdr, out.class_names, palette)
+    slow = _reference_voxel_markers(vox, hdr, out.class_names, palette)
+    assert MSGS.serialize(fast) == MSGS.serialize(slow)
+
+
+class _KeywordOnlyMessages:
+    """A MessageTypes like rclpy's: message classes take keywords only; or one without message_class."""
+
+    def __init__(self, with_class: bool) -> None:
+        self.inner = MSGS
+        if with_class:
+            self.message_class = self._message_class
+
+    def new(self, msgtype, **fields):
+        return self.inner.new(msgtype, **fields)
+
+    def _message_class(self, msgtype):
+        base = self.inner.message_class(msgtype)
+
+        def make(**fields):
+            return base(**fields)
+        return make
+
+
+@pytest.mark.parametrize('with_class', [True, False])
+def test_other_message_factories_give_the_same_markers(with_class):
+    vox = SemanticVoxels(centers=np.array([[0, 0, 0], [1, 0, 0], [2, 2, 1]], np.float32),
+                         labels=np.array([1, 0, 1]), voxel_size=np.array([0.4, 0.4, 0.5]))
+    want = voxel_markers(vox, header('velo', STAMP), ['road', 'car'], PALETTE)
+    got = voxel_markers(vox, header('velo', STAMP), ['road', 'car'], PALETTE,
+                        msgs=_KeywordOnlyMessages(with_class))
+    assert MSGS.serialize(got) == MSGS.serialize(want)
+
+
+def test_labeled_cloud_refuses_labels_outside_uint16():
+    out = _outputs()
+    out.labels = out.labels.astype(np.int64)
+    out.labels[2] = 70000
+    with pytest.raises(ValueError, match="field 'label': value 70000 is outside uint16 range"):
+        labeled_cloud(out, header('velo', 0), PALETTE)

@@ -258,3 +258,117 @@ def test_rclpy_style_data_buffers():
     view = pc2.read_points(SimpleNamespace(**{**vars(alike), 'data': buf}))
     buf[0:4] = array.array('B', struct.pack('<f', 42.0))
     assert view['x'][0] == 42.0                                   # a view of the array.array's memory
+
+
+# ---------------------------------------------------------------------------------------------- reference
+@pytest.mark.parametrize('seed', range(4))
+def test_create_cloud_bytes_match_sensor_msgs_py(ros2_point_cloud2, seed):
+    """The ROS 2 Jazzy reference as an oracle: same bytes, same layout, for plain and structured input."""
+    ref = ros2_point_cloud2
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 300))
+    xyzi = rng.normal(size=(n, 4)).astype(np.float32)
+    xyzi[rng.random(n) < 0.1, 1] = np.nan
+    fields = pc2.fields_from_dtype(np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('intensity', '<f4')]))
+    want = ref.create_cloud(header('v', 0), fields, xyzi)
+    got = pc2.create_cloud(header('v', 0), fields, xyzi)
+    assert bytes(got.data) == bytes(want.data) == xyzi.tobytes()
+    layout = ('width', 'height', 'point_step', 'row_step')
+    assert [getattr(got, k) for k in layout] == [getattr(want, k) for k in layout]
+    assert got.is_dense == (not np.isnan(xyzi).any())
+    # a mixed, padded layout given as a structured array of exactly the fields' dtype
+    mixed = [('x', 0, pc2.FLOAT32, 1), ('ring', 4, pc2.UINT16, 1), ('t', 8, pc2.FLOAT64, 1),
+             ('rgb', 16, pc2.UINT8, 3)]
+    msg_fields = [pc2.point_field(*f) for f in mixed]
+    dtype = ref.dtype_from_fields(msg_fields, point_step=24)
+    assert dtype == pc2.dtype_from_fields(mixed, 24)
+    pts = np.zeros(n, dtype=dtype)
+    pts['x'], pts['t'] = xyzi[:, 0], rng.normal(size=n)
+    pts['ring'] = rng.integers(0, 65536, n)
+    for k in range(3):
+        pts[f'rgb_{k}'] = rng.integers(0, 256, n)
+    want = ref.create_cloud(header('v', 0), msg_fields, pts, point_step=24)
+    got = pc2.create_cloud(header('v', 0), msg_fields, pts, point_step=24)
+    assert bytes(got.data) == bytes(want.data)
+    # and our reader decodes the reference's message (array.array data) like the reference does
+    back, ref_back = pc2.read_points(want), ref.read_points(want)
+    assert back.dtype == ref_back.dtype and back.tobytes() == ref_back.tobytes()
+    np.testing.assert_array_equal(pc2.read_points_numpy(want, ['x']), ref.read_points_numpy(want, ['x']))
+
+
+def test_padding_of_a_copied_structured_array_is_zeroed():
+    dtype = pc2.dtype_from_fields([('a', 0, pc2.UINT8, 1), ('b', 4, pc2.FLOAT32, 1)], 12)
+    pts = np.frombuffer(b'\xAB' * 36, dtype=dtype).copy()           # garbage in every padding byte
+    msg = pc2.create_cloud(header('v', 0), [('a', 0, pc2.UINT8, 1), ('b', 4, pc2.FLOAT32, 1)], pts,
+                           point_step=12)
+    raw = bytes(msg.data)
+    assert all(raw[i * 12 + j] == 0 for i in range(3) for j in (1, 2, 3, 8, 9, 10, 11))
+    assert all(raw[i * 12] == 0xAB for i in range(3))
+
+
+def test_copy_false_hands_the_array_over():
+    dtype = pc2.dtype_from_fields(pc2.xyz_fields())
+    pts = np.zeros(5, dtype=dtype)
+    shared = pc2.create_cloud(header('v', 0), pc2.xyz_fields(), pts, copy=False, is_dense=True)
+    copied = pc2.create_cloud(header('v', 0), pc2.xyz_fields(), pts)
+    assert np.shares_memory(shared.data, pts) and not np.shares_memory(copied.data, pts)
+    assert shared.is_dense
+
+
+# ---------------------------------------------------------------------------------------------- issue 15 #18
+@pytest.mark.parametrize('value, datatype, match', [
+    (300.0, pc2.UINT8, r"field 'v': value 300.0 is outside uint8 range \[0, 255\]"),
+    (-1, pc2.UINT32, r"value -1(\.0)? is outside uint32 range"),
+    (float('nan'), pc2.UINT8, "NaN cannot be stored in a uint8 field"),
+    (float('inf'), pc2.INT16, r"value inf is outside int16 range"),
+    (2.0**63, pc2.INT32, "outside int32 range"),
+    (70000, pc2.UINT16, r"value 70000(\.0)? is outside uint16 range"),
+    (1e39, pc2.FLOAT32, "beyond float32 range"),
+])
+def test_out_of_range_values_raise_instead_of_wrapping(value, datatype, match):
+    """Issue 15 item 18: 300.0 -> 44 for uint8 and NaN -> 0 used to happen silently."""
+    fields = [('v', 0, datatype, 1), ('w', 8, pc2.FLOAT64, 1)]
+    with pytest.raises(ValueError, match=match):
+        pc2.create_cloud(header('v', 0), fields, np.array([[1.0, 0.0], [value, 0.0]]))
+    with pytest.raises(ValueError, match=match.replace("field 'v': ", '')):
+        pc2.create_cloud(header('v', 0), fields, [(1, 0.0), (value, 0.0)])
+    structured = np.zeros(2, dtype=[('v', 'f8'), ('w', 'f8')])
+    structured['v'][1] = value
+    with pytest.raises(ValueError, match=match):
+        pc2.create_cloud(header('v', 0), fields, structured)
+
+
+def test_clip_saturates_and_in_range_values_are_kept():
+    fields = [('u8', 0, pc2.UINT8, 1), ('i16', 1, pc2.INT16, 1), ('f', 3, pc2.FLOAT32, 1),
+              ('u32', 7, pc2.UINT32, 1)]
+    values = np.array([[300.0, -1e9, 1e39, -5.0], [255.7, np.inf, np.nan, 4e9], [-0.9, -np.inf, -1e39, 7.0]])
+    pts = pc2.read_points(pc2.create_cloud(header('v', 0), fields, values, clip=True))
+    assert pts['u8'].tolist() == [255, 255, 0]                         # 255.7 truncates to 255, -0.9 to 0
+    assert pts['i16'].tolist() == [-32768, 32767, -32768]
+    f32 = np.finfo(np.float32).max
+    assert pts['f'][0] == f32 and np.isnan(pts['f'][1]) and pts['f'][2] == -f32
+    assert pts['u32'].tolist() == [0, 4_000_000_000, 7]
+    with pytest.raises(ValueError, match='NaN'):
+        pc2.create_cloud(header('v', 0), fields[:1], np.array([[np.nan]]), clip=True)
+    # exact integer inputs of a wider type are range-checked, not wrapped; Python ints beyond int64 too
+    ints = pc2.create_cloud(header('v', 0), [('i', 0, pc2.INT32, 1)], np.array([[2**31 - 1], [-2**31]]))
+    assert pc2.read_points(ints)['i'].tolist() == [2**31 - 1, -2**31]
+    with pytest.raises(ValueError, match='value 1180591620717411303424 is outside int32'):
+        pc2.create_cloud(header('v', 0), [('i', 0, pc2.INT32, 1)], [(2**70,)])
+    big = pc2.create_cloud(header('v', 0), [('i', 0, pc2.INT32, 1)], [(2**70,), (-2**70,)], clip=True)
+    assert pc2.read_points(big)['i'].tolist() == [2**31 - 1, -2**31]
+    # float inputs into float fields keep NaN and inf (invalid points), and -> is_dense False
+    keep = pc2.create_cloud_xyz32(header('v', 0), [[np.nan, np.inf, -np.inf]])
+    assert not keep.is_dense and np.isinf(pc2.read_points(keep)['y']).all()
+    with pytest.raises(ValueError, match='cannot be stored'):
+        pc2.create_cloud(header('v', 0), [('i', 0, pc2.INT32, 1)], np.array([['a']]))
+
+
+def test_uvs_that_are_not_indices_raise_value_error():
+    msg = pc2.create_cloud_xyz32(header('v', 0), np.zeros((4, 3)))
+    for uvs, match in (([2**70], 'integer point indices'), ([1.5], 'integer point indices'),
+                       ([True], 'integer point indices'), ([-5], r'out of range for 4 points \(got -5'),
+                       (['a'], 'integer point indices'), (5, 'integer point indices')):
+        with pytest.raises(ValueError, match=match):
+            pc2.read_points(msg, uvs=uvs)
+    assert pc2.read_points(msg, uvs=np.array([3, -4], dtype=np.int8))['x'].shape == (2,)

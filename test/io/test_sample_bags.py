@@ -13,7 +13,7 @@ def test_sim_bag_carries_ground_truth_rasters_and_poses(tmp_path):
     frames = sim_frames(2, num_cameras=2, image_size='tiny', beams=(16, 256))
     poses = [np.eye(4) for _ in frames]
     poses[1][:3, 3] = [2.0, 0.5, 0.0]
-    counts = write_sim_bag(tmp_path / 'bag', frames, poses=poses)
+    counts = write_sim_bag(tmp_path / 'bag', frames, poses=poses, truth=True)
     assert counts['/camera_1/truth/class'] == counts['/camera_1/truth/instance'] == 2 and counts['/tf'] == 2
     with BagSource(tmp_path / 'bag', InputsConfig(fixed_frame='odom')) as source:
         assert sorted(source.truth) == ['/camera_0/truth/class', '/camera_0/truth/instance',

@@ -114,3 +114,34 @@ def test_cache_drops_old_samples():
     np.testing.assert_allclose(buf.lookup('odom', 'base', int(4.5 * S))[0, 3], 4.5)
     with pytest.raises(TransformError, match='too old'):
         buf.lookup('odom', 'base', 2 * S)
+
+
+def test_one_bad_transform_does_not_discard_the_others():
+    """Issue 15 item 4: a /tf_static message whose FIRST transform has a NaN quaternion lost the camera."""
+    nan_q = transform_stamped_msg('base', 'broken', np.eye(4), 0)
+    nan_q.transform.rotation.x = float('nan')
+    zero_q = transform_stamped_msg('base', 'zero', np.eye(4), 0)
+    zero_q.transform.rotation.w = 0.0
+    inf_t = transform_stamped_msg('base', 'far', np.eye(4), 0)
+    inf_t.transform.translation.y = float('inf')
+    self_loop = transform_stamped_msg('cam', 'cam', np.eye(4), 0)
+    good_cam = transform_stamped_msg('base', 'cam', rt([0, 1, 0], -0.2, [1.0, 0.1, 1.5]), 0)
+    good_lidar = transform_stamped_msg('base', 'lidar', rt([1, 0, 0], 0.1, [0.5, 0, 1.8]), 0)
+    loop = transform_stamped_msg('lidar', 'base', np.eye(4), 0)        # after lidar: would close a loop
+    msg = tf_message([nan_q, good_cam, zero_q, inf_t, self_loop, good_lidar, loop])
+    msg = MSGS.deserialize(MSGS.serialize(msg), 'tf2_msgs/msg/TFMessage')      # NaN survives CDR
+    msg.transforms.append('not a transform')
+    buf = TransformBuffer()
+    result = buf.add_tf_message(msg, static=True)
+    assert result.accepted == 2 and result == 2 and int(result) == 2
+    assert [i for i, _ in result.rejected] == [0, 2, 3, 4, 6, 7]
+    reasons = dict(result.rejected)
+    assert 'quaternion' in reasons[0] and 'quaternion' in reasons[2]
+    assert 'non-finite translation' in reasons[3] and 'to itself' in reasons[4]
+    assert 'loop' in reasons[6] and 'not a TransformStamped' in reasons[7]
+    np.testing.assert_allclose(buf.lookup('cam', 'lidar', 0),
+                               np.linalg.inv(rt([0, 1, 0], -0.2, [1.0, 0.1, 1.5]))
+                               @ rt([1, 0, 0], 0.1, [0.5, 0, 1.8]), atol=1e-12)
+    assert set(buf.frames) == {'base', 'cam', 'lidar'}
+    with pytest.raises(ValueError, match='not a TFMessage'):
+        buf.add_tf_message(MSGS.new('std_msgs/msg/String', data='x'), static=True)

@@ -112,12 +112,28 @@ def _doc(**over):
     (_doc(splits={'a': ['wall'], 'b': ['wall']}), 'splits'),
     (_doc(splits={'a': ['sky']}), 'not a class'),
     (_doc(colour='red'), 'unknown keys'),
+    (_doc(instance_classes=['sky']), 'not classes'),
+    (_doc(instance_classes=['wall', 'wall']), 'distinct'),
+    (_doc(instance_classes=['wall'], stuff_classes=['floor']), 'not both'),
     ({'classes': {'wall': [1]}}, 'needs "vocabulary"'),
     ([1, 2], 'mapping'),
 ])
 def test_validation(doc, match):
     with pytest.raises(ValueError, match=match):
         label_map_from_dict(doc)
+
+
+def test_instance_classes():
+    from perception_nodes.metrics.instances import SCANNET_INSTANCE_NYU40_IDS
+    lm = load_label_map('scannet20')      # the benchmark's 18 instance classes: NYU40 ids but wall, floor
+    assert sorted(i for i, k in lm.mapping.items() if k in lm.instance_class_indices()) == \
+        sorted(SCANNET_INSTANCE_NYU40_IDS)
+    s200 = load_label_map('scannet200')
+    assert len(s200.instance_classes) == 198 and {'wall', 'floor'}.isdisjoint(s200.instance_classes)
+    kitti = load_label_map('semantickitti')
+    assert kitti.instance_class_indices() == list(range(8))       # car .. motorcyclist, the panoptic things
+    assert label_map_from_dict(_doc()).instance_class_indices() == list(range(20))   # none listed: all
+    assert label_map_from_dict(_doc(stuff_classes=['wall'])).instance_class_indices() == list(range(1, 20))
 
 
 def test_partial_map_reports_unmapped_classes(tmp_path):

@@ -122,3 +122,35 @@ def test_node_classes_do_not_clash_with_rclpy_node():
     rclpy_names = rclpy_node_attributes(rclpy_node_source())
     assert node_subclasses(NODES), 'no Node subclass found in perception_nodes/nodes'
     assert clashes(NODES, rclpy_names) == []
+
+
+def _reverted_common(tmp_path: Path) -> Path:
+    """perception_nodes/nodes with common.py as before the fix: the outputs kept in ``self._publishers``."""
+    folder = tmp_path / 'nodes'
+    folder.mkdir()
+    for path in NODES.glob('*.py'):
+        text = path.read_text(encoding='utf-8')
+        if path.name == 'common.py':
+            assert 'self.ovp_outputs' in text
+            text = text.replace('self.ovp_outputs', 'self._publishers')
+        (folder / path.name).write_text(text, encoding='utf-8')
+    return folder
+
+
+def test_reverting_the_fix_is_reported(tmp_path):
+    found = clashes(_reverted_common(tmp_path), rclpy_node_attributes(rclpy_node_source()))
+    assert found and all('PerceptionNode sets `self._publishers`' in f for f in found)
+
+
+def test_reverting_the_fix_crashes_the_real_rclpy_node(ros_harness, rclpy_init, tmp_path, base_params):
+    """The clash is not hypothetical: rclpy's create_publisher appends to ``self._publishers``."""
+    import importlib.util
+
+    from rclpy.parameter import Parameter
+    path = _reverted_common(tmp_path) / 'common.py'
+    spec = importlib.util.spec_from_file_location('perception_nodes.nodes.reverted_common', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with pytest.raises(AttributeError, match="'dict' object has no attribute 'append'"):
+        module.PerceptionNode('fusion_node', 'teacher',
+                              parameter_overrides=[Parameter(k, value=v) for k, v in base_params.items()])

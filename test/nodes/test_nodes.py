@@ -1,128 +1,175 @@
-"""The rclpy nodes, in-process on the real Jazzy rclpy / message_filters / tf2_ros (test/ros_harness).
+"""fusion_node and student_node on real KITTI frames through the real rclpy / message_filters / tf2_ros.
 
-A tiny random CLIP (``ovp-tiny``, no weights) and a freshly saved tiny student keep it fast; the labels
-carry no meaning, the wiring does.
+Every labeller mode, two cameras (KITTI camera_2 under two namespaces), /tf_static through tf2's Buffer and
+TransformListener, the real ApproximateTimeSynchronizer: the node route gives the Frame the bag route
+assembles and the labels ``Pipeline.process`` gives on it; every output and the diagnostics are checked.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
+import numpy as np
 import pytest
-import torch
 
-from perception_nodes.geometry.voxels import GridSpec
-from perception_nodes.student.checkpoint import save_checkpoint
-from perception_nodes.student.config import StudentConfig
-from perception_nodes.student.model import build_student
+from perception_nodes.io.pointcloud2 import read_points
+from perception_nodes.io.stamps import stamp_to_ns
+from perception_nodes.outputs import UNKNOWN_LABEL
 
-
-@pytest.fixture(scope='module')
-def pipeline_config(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp('pipeline')      # one text-embedding cache for the module
-    config = folder / 'pipeline.yaml'
-    config.write_text(f'teacher:\n  clip_model: ovp-tiny\n  clip_pretrained: none\n  cache_dir: {folder}\n')
-    return config
+FIELDS = ['x', 'y', 'z', 'intensity', 'label', 'score', 'instance', 'rgb']
+OUTPUTS = ('labeled_points', 'occupancy', 'semantic_voxels', 'similarity', 'label_info')
 
 
-@pytest.fixture
-def student_checkpoint(tmp_path: Path) -> Path:
-    cfg = StudentConfig(arch='range_unet', widths=(8, 16), depths=(1, 1), embed_dim=16, point_width=8,
-                        head_hidden=8, voxel_width=2, range_height=16, range_width=64, max_points=1024,
-                        grid=GridSpec((-20.0, -20.0, -3.0), (20.0, 20.0, 3.0), (8, 8, 2)))
-    torch.manual_seed(0)
-    return save_checkpoint(tmp_path / 'student', build_student(cfg))
+def _listen_outputs(rig, name: str, cameras: list[str]) -> dict[str, list]:
+    from diagnostic_msgs.msg import DiagnosticArray
+    from nav_msgs.msg import OccupancyGrid
+    from sensor_msgs.msg import Image, PointCloud2
+    from visualization_msgs.msg import MarkerArray
+    out = {'labeled_points': rig.listen(f'/{name}/labeled_points', PointCloud2),
+           'occupancy': rig.listen(f'/{name}/occupancy', OccupancyGrid),
+           'semantic_voxels': rig.listen(f'/{name}/semantic_voxels', MarkerArray),
+           'diagnostics': rig.listen('/diagnostics', DiagnosticArray)}
+    for cam in cameras:
+        out[f'overlay/{cam}'] = rig.listen(f'/{name}/overlay/{cam}', Image)
+    return out
 
 
-def _camera_overrides(Parameter):
-    return [Parameter('lidar_topic', value='/points'), Parameter('camera_names', value=['cam']),
-            Parameter('camera_image_topics', value=['/cam/image_raw']),
-            Parameter('camera_info_topics', value=['/cam/camera_info']),
-            Parameter('vocabulary', value=['car', 'road'])]
+# labeller -> (node, uses the cameras, publishes overlays)
+MODES = {'teacher': ('fusion', True), 'ensemble': ('student', True), 'student': ('student', False),
+         'none': ('fusion', False)}
 
 
-@pytest.fixture
-def fusion_node(rclpy_init, pipeline_config):
-    from rclpy.parameter import Parameter
+@pytest.mark.parametrize('labeller', list(MODES))
+def test_every_labeller_mode_gives_the_bag_route_frames_labels_and_outputs(
+        rig, kit, base_params, student_onnx, kitti, labeller):
+    from vision_msgs.msg import LabelInfo
 
     from perception_nodes.nodes.fusion_node import FusionNode
-    node = FusionNode(parameter_overrides=[Parameter('pipeline_config', value=str(pipeline_config)),
-                                           *_camera_overrides(Parameter)])
-    yield node
-    node.destroy_node()
-
-
-def test_fusion_node_parameters_topics_and_latched_classes(ros_harness, fusion_node):
-    """Construct FusionNode (create_publisher crashed before the _publishers fix); check its ROS face."""
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
-    from rclpy.parameter import Parameter
-    from rclpy.qos import DurabilityPolicy, QoSProfile
-    from std_msgs.msg import String
-
-    from perception_nodes.runtime.params import specs_for
-    for spec in specs_for('fusion_node'):
-        assert fusion_node.has_parameter(spec.name)
-        descriptor = fusion_node.describe_parameter(spec.name)
-        assert descriptor.description == spec.description and descriptor.read_only == (not spec.live)
-    assert fusion_node.get_parameter('camera_names').value == ['cam']
-
-    names = {name for name, _ in fusion_node.get_publisher_names_and_types_by_node('fusion_node', '/')}
-    outputs = {'/fusion_node/labeled_points', '/fusion_node/occupancy', '/fusion_node/semantic_voxels',
-               '/fusion_node/similarity', '/fusion_node/classes', '/fusion_node/overlay/cam', '/diagnostics'}
-    assert outputs <= names
-    subs = {name for name, _ in fusion_node.get_subscriber_names_and_types_by_node('fusion_node', '/')}
-    assert {'/points', '/cam/image_raw', '/cam/camera_info', '/fusion_node/query', '/tf_static'} <= subs
-
-    listener = Node('late_listener')
-    classes = []
-    listener.create_subscription(String, '/fusion_node/classes', classes.append,
-                                 QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-    executor = SingleThreadedExecutor()
-    executor.add_node(listener)
-    assert ros_harness.spin_until(executor, lambda: classes, timeout=3.0)
-    assert 'car' in classes[-1].data
-
-    (ok,) = fusion_node.set_parameters([Parameter('vocabulary', value=['person', 'tree'])])
-    assert ok.successful
-    (bad,) = fusion_node.set_parameters([Parameter('vocabulary', value=['/missing/vocabulary.yaml'])])
-    assert not bad.successful and 'vocabulary' in bad.reason
-    (read_only,) = fusion_node.set_parameters([Parameter('slop', value=0.2)])
-    assert not read_only.successful
-    executor.shutdown()
-    listener.destroy_node()
-
-
-@pytest.mark.xfail(strict=True, reason='known bug: common.py creates TransformListener(spin_thread=True), '
-                   'whose own executor thread dies with ExternalShutdownException at rclpy.shutdown '
-                   '(issue 10)')
-def test_fusion_node_shuts_down_without_a_thread_traceback(ros_harness, pipeline_config):
-    import rclpy
-    from rclpy.parameter import Parameter
-
-    from perception_nodes.nodes.fusion_node import FusionNode
-    rclpy.init(args=[])
-    node = FusionNode(parameter_overrides=[Parameter('pipeline_config', value=str(pipeline_config)),
-                                           *_camera_overrides(Parameter)])
-    node.destroy_node()
-    rclpy.shutdown()
-    ros_harness.deactivate()
-    assert ros_harness.thread_errors == [] and ros_harness.leaked_threads == []
-
-
-def test_student_node_constructs_with_a_tiny_student(ros_harness, rclpy_init, pipeline_config,
-                                                     student_checkpoint):
-    from rclpy.parameter import Parameter
-
     from perception_nodes.nodes.student_node import StudentNode
-    node = StudentNode(parameter_overrides=[
-        Parameter('pipeline_config', value=str(pipeline_config)),
-        Parameter('model_path', value=str(student_checkpoint)), Parameter('backend', value='torch'),
-        Parameter('device', value='cpu'), Parameter('lidar_topic', value='/points'),
-        Parameter('vocabulary', value=['car', 'road'])])
-    try:
-        names = {name for name, _ in node.get_publisher_names_and_types_by_node('student_node', '/')}
-        assert {'/student_node/labeled_points', '/student_node/classes', '/diagnostics'} <= names
-        subs = {name for name, _ in node.get_subscriber_names_and_types_by_node('student_node', '/')}
-        assert '/points' in subs
-    finally:
-        node.destroy_node()
+    kind, uses_cameras = MODES[labeller]
+    name = f'{kind}_node'
+    params = {**base_params, 'labeller.kind': labeller}
+    if labeller in ('student', 'ensemble'):
+        params['labeller.student'] = str(student_onnx)
+    r = rig()
+    node = r.start(FusionNode if kind == 'fusion' else StudentNode, params)
+    cams = ['cam_a', 'cam_b'] if uses_cameras else []
+
+    # the ROS face: declared parameters, inputs (no image for a LiDAR-only labeller), outputs
+    assert node.get_parameter('labeller.kind').value == labeller
+    subs = {t for t, _ in node.get_subscriber_names_and_types_by_node(name, '/')}
+    images = set(kit.CAMERAS) | {'/cam_a/camera_info', '/cam_b/camera_info'}
+    assert kit.LIDAR in subs and '/tf_static' in subs and f'/{name}/query' in subs
+    assert (images <= subs) if uses_cameras else not (images & subs)
+    pubs = {t for t, _ in node.get_publisher_names_and_types_by_node(name, '/')}
+    expected = {f'/{name}/{k}' for k in OUTPUTS} | {f'/{name}/overlay/{c}' for c in cams}
+    assert expected | {'/diagnostics'} <= pubs
+
+    out = _listen_outputs(r, name, cams)
+    for i in range(2):
+        # a LiDAR-only node never waits for an image: send it none
+        r.send(i, cameras=None if uses_cameras else [])
+        assert r.spin_until(lambda: len(out['labeled_points']) > i), r.harness.log_messages(30)
+    assert r.spin_until(lambda: all(len(out[k]) >= 2 for k in out if k != 'diagnostics'))
+
+    pipeline = node.ovp_core.pipeline
+    assert len(pipeline.frames) == 2
+    for i, cloud in enumerate(out['labeled_points']):
+        stamp = kit.stamp_of(i)
+        ref = kit.reference_frame(kitti[i], stamp, list(kit.CAMERAS) if uses_cameras else [], index=i)
+        kit.assert_frames_equal(pipeline.frames[i], ref)
+        assert cloud.header.frame_id == kit.LIDAR_FRAME and stamp_to_ns(cloud.header.stamp) == stamp
+        assert [f.name for f in cloud.fields] == FIELDS
+        points = read_points(cloud)
+        assert np.array_equal(points['x'], kitti[i].points[:, 0]) and len(points) == len(kitti[i].points)
+        expected = pipeline.inner.process(ref)           # the same pipeline on the bag route's Frame
+        assert np.array_equal(points['label'], expected.labels)
+        assert np.array_equal(points['score'], expected.scores)
+        assert np.array_equal(points['instance'], expected.instances)
+        labelled = points['label'] != UNKNOWN_LABEL
+        if labeller == 'none':
+            assert not labelled.any()
+        elif labeller == 'teacher':
+            assert 0.1 < labelled.mean() < 0.9        # the cameras see the front of the sweep only
+        else:
+            assert labelled.all()                     # the student labels all around
+        assert set(np.unique(points['label'][labelled])) <= set(range(len(kit.CLASSES)))
+
+    grid = out['occupancy'][-1]
+    assert stamp_to_ns(grid.header.stamp) == kit.stamp_of(1) and grid.header.frame_id == kit.LIDAR_FRAME
+    assert len(grid.data) == grid.info.width * grid.info.height > 0
+    assert set(np.unique(np.asarray(grid.data))) <= {-1, 0, 100} and 100 in set(grid.data)
+    markers = out['semantic_voxels'][-1].markers
+    assert markers[0].action == 3                              # DELETEALL, then one CUBE_LIST per class
+    assert all(m.type == 6 and m.header.frame_id == kit.LIDAR_FRAME for m in markers[1:]) and len(markers) > 1
+    for cam in cams:
+        overlay = out[f'overlay/{cam}'][-1]
+        assert overlay.header.frame_id == kit.CAMERA_FRAME
+        assert stamp_to_ns(overlay.header.stamp) == kit.stamp_of(1)
+        assert (overlay.height, overlay.width, overlay.encoding) == (*kitti[1].rgb.shape[:2], 'rgb8')
+        assert not np.array_equal(np.asarray(overlay.data).reshape(kitti[1].rgb.shape), kitti[1].rgb)
+
+    # LabelInfo is latched: a subscriber that comes late still gets it
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    late = r.listen(f'/{name}/label_info', LabelInfo,
+                    QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                               reliability=ReliabilityPolicy.RELIABLE))
+    assert r.spin_until(lambda: late, timeout=5)
+    assert [(c.class_id, c.class_name) for c in late[-1].class_map] == \
+        [*enumerate(kit.CLASSES), (UNKNOWN_LABEL, 'unknown')]
+
+    def processed() -> str:
+        return kit.statuses(out['diagnostics'][-1])[f'{name}: processing'][2]['frames processed']
+    assert r.spin_until(lambda: out['diagnostics'] and processed() == '2', timeout=5)
+    diag = kit.statuses(out['diagnostics'][-1])
+    level, _, inputs = diag[f'{name}: inputs']
+    assert level == 0 and inputs['synchronized sets'] == '2'
+    assert inputs['synchronizer resets (time jumped back)'] == '0'
+    level, _, processing = diag[f'{name}: processing']
+    assert level == 0 and processing['frames processed'] == '2' and processing['frames failed'] == '0'
+    assert processing['outputs skipped (no subscriber)'] == 'none'
+    assert 'latency total (ms, mean/max)' in processing
+    assert diag[f'{name}: input errors'][0] == 0
+
+
+def test_outputs_nobody_subscribes_to_are_not_built_and_diagnostics_say_which(rig, kit, base_params):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image, PointCloud2
+
+    from perception_nodes.nodes.fusion_node import FusionNode
+    r = rig()
+    node = r.start(FusionNode, base_params)
+    clouds = r.listen('/fusion_node/labeled_points', PointCloud2)
+    diagnostics = r.listen('/diagnostics', DiagnosticArray)
+    r.send(0)
+    assert r.spin_until(lambda: clouds)
+    outputs = node.ovp_core.pipeline.outputs[-1]
+    assert outputs.overlays == {} and outputs.voxels is None and outputs.occupancy is None   # stages skipped
+    skipped = 'occupancy, semantic_voxels, overlay/cam_a, overlay/cam_b'
+    assert r.spin_until(lambda: diagnostics and kit.statuses(diagnostics[-1])['fusion_node: processing'][2]
+                        ['outputs skipped (no subscriber)'] == skipped, timeout=5)
+    overlays = r.listen('/fusion_node/overlay/cam_b', Image)           # RViz opens the overlay of cam_b
+    r.send(1)
+    assert r.spin_until(lambda: overlays and len(clouds) == 2)
+    # the pipeline draws the overlays again (all cameras: one switch); only cam_b's message is built
+    assert 'cam_b' in node.ovp_core.pipeline.outputs[-1].overlays
+    assert node.ovp_core.skipped_outputs == ['occupancy', 'semantic_voxels', 'overlay/cam_a']
+
+
+def test_one_camera_without_camera_info_is_dropped_from_the_frame_and_diagnosed(rig, kit, base_params,
+                                                                                kitti):
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import PointCloud2
+
+    from perception_nodes.nodes.fusion_node import FusionNode
+    r = rig()
+    node = r.start(FusionNode, base_params)
+    clouds = r.listen('/fusion_node/labeled_points', PointCloud2)
+    diagnostics = r.listen('/diagnostics', DiagnosticArray)
+    r.send(0, infos=False)                     # images arrive, their CameraInfo never does
+    r.info_pubs[0].publish(kit.info_of(kitti[0], kit.stamp_of(0), r.msgs))
+    assert r.spin_until(lambda: clouds)
+    frame = node.ovp_core.pipeline.frames[0]
+    assert [v.name for v in frame.cameras] in (['cam_a'], []) and 'cam_b' in frame.missing_cameras
+    assert r.spin_until(lambda: diagnostics and
+                        kit.statuses(diagnostics[-1])['fusion_node: input errors'][0] == 1, timeout=5)
+    level, message, values = kit.statuses(diagnostics[-1])['fusion_node: input errors']
+    assert 'camera/no_camera_info' in message and 'cam_b' in message
+    assert int(values['camera/no_camera_info']) >= 1

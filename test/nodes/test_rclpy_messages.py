@@ -27,9 +27,12 @@ def _strict_class(name, fields, checks):
     ns['_fields_and_field_types'] = dict(fields)
     ns['get_fields_and_field_types'] = classmethod(lambda cls: dict(cls._fields_and_field_types))
 
-    def init(self):
+    def init(self, **kwargs):                 # rosidl: keyword arguments through the setters
+        assert set(kwargs) <= set(fields), 'Invalid arguments passed to constructor'
         for f in fields:
             object.__setattr__(self, '_' + f, None)
+        for f, value in kwargs.items():
+            setattr(self, f, value)
     ns['__init__'] = init
     return type(name, (), ns)
 

@@ -4,8 +4,9 @@ Mirrors rmw's ``rmw_validate_full_topic_name`` / ``rmw_validate_namespace`` / ``
 rcl's ``rcl_validate_topic_name``, ``rcl_expand_topic_name``, ``rcl_remap_*``, ``rcl_parse_arguments``
 (``--ros-args`` ... ``--``: ``-r``/``--remap``, ``-p``/``--param``, ``--params-file``, ``--log-level``, the
 rosout/stdout/external-lib switches, ``-e``/``--enclave``) and ``rcl_yaml_param_parser`` (typing of
-scalars, homogeneous sequences, ``/**`` and ``/*`` node wildcards, nested parameter namespaces). The
-messages are rcl's and rmw's validation strings.
+scalars, homogeneous sequences, ``/**`` and ``/*`` node wildcards, nested parameter namespaces; a params
+file that cannot be opened or parsed fails argument parsing, so ``rclpy.init`` raises). The messages are
+rcl's and rmw's validation strings (the params-file ones shortened: no parser.c line numbers).
 """
 from __future__ import annotations
 
@@ -298,8 +299,16 @@ def yaml_value(text: str) -> Any:
 
 def parse_params_file(path: str) -> dict[str, dict[str, Any]]:
     """``{node name pattern: {parameter: value}}`` from a ROS 2 parameter file."""
-    with open(path, encoding='utf-8') as handle:
-        root = yaml.compose(handle)
+    # rcl_yaml_param_parser fails (and rcl_parse_arguments with it) on a file it cannot open or parse
+    try:
+        with open(path, encoding='utf-8') as handle:
+            root = yaml.compose(handle)
+    except OSError as exc:
+        raise ParamsError(f"Couldn't parse params file: '--params-file {path}'. Error: Error opening YAML "
+                          f'file ({exc.strerror})') from None
+    except yaml.YAMLError as exc:
+        detail = ' '.join(str(exc).split())
+        raise ParamsError(f"Couldn't parse params file: '--params-file {path}'. Error: {detail}") from None
     out: dict[str, dict[str, Any]] = {}
     if root is None:
         return out

@@ -42,8 +42,9 @@ def test_statuses_warn_while_errors_grow_and_serialize(clock):
     assert proc.values['backend'] == 'onnxruntime'
     assert by_name['fusion_node: inputs'].level == OK
     # no new errors since the last report -> OK again
-    again = {e.name: e for e in reporter.statuses(stats, WorkerCounts(), [], silent_problem='silent: /x')}
+    again = {e.name: e for e in reporter.statuses(stats, work, [], silent_problem='silent: /x')}
     assert again['fusion_node: input errors'].level == OK
+    assert again['fusion_node: processing'].level == OK          # drops are WARN while they grow
     assert again['fusion_node: inputs'].level == WARN and again['fusion_node: inputs'].message == 'silent: /x'
 
     array = diagnostic_array(msgs, 1_500_000_000, entries)

@@ -95,7 +95,7 @@ def test_expected_config_mismatch_names_the_fields(tiny, tmp_path):
 def test_bad_yaml(tiny, tmp_path):
     save_checkpoint(tmp_path / 'ckpt', tiny.model())
     (tmp_path / 'ckpt.yaml').write_text('arch: [unclosed')
-    with pytest.raises(ValueError, match='not valid YAML'):
+    with pytest.raises(ValueError, match='invalid YAML'):
         load_checkpoint(tmp_path / 'ckpt')
     (tmp_path / 'ckpt.yaml').write_text('arch: range_unet\nlayers: 3\n')
     with pytest.raises(ValueError, match='unknown student config keys'):

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from perception_nodes.classify import cosine_logits
 from perception_nodes.geometry.voxels import GridSpec, dense_occupancy
 from perception_nodes.student.config import StudentConfig
 from perception_nodes.student.model import build_student
 from training.class_stats import class_counts
-from training.losses import WeightedSumLoss, gather_voxel_features, recipes, text_logits
+from training.losses import WeightedSumLoss, gather_voxel_features, recipes
 from training.models import KnowledgeTransferBranch, KnowledgeTransferConfig, QueryMaskDecoder
 from training.models.instance_head import InstanceHeadConfig
 from training.models.taps import PointFeatureTap
@@ -51,7 +52,7 @@ def test_affinity3d_recipe_trains_student_and_branch(arch):
     emb = out.point_embeddings
     kt = branch(torch.rand(2, 3, 64, 96, generator=g), [emb, emb], uv, index, student.project_text(text))
     crit = WeightedSumLoss(recipes.affinity3d_specs(class_counts(labels, 5)))
-    batch = {'logits_3d': text_logits(emb, student.project_text(text)), 'labels': labels,
+    batch = {'logits_3d': cosine_logits(emb, student.project_text(text)), 'labels': labels,
              'kt_logits_3d': kt.logits_3d, 'kt_logits_fused': kt.logits_fused, 'visible': visible,
              'labels_visible': torch.where(visible, labels, torch.full_like(labels, -1))}
     loss = crit(batch)
@@ -118,12 +119,12 @@ def test_cns_recipe_co_trains_the_2d_net_and_the_student():
     out = student(pts)
     t = student.project_text(text)
     z2d, z3d, zr = latents(pixel_rows(feats2d), out.point_embeddings, torch.randn(3, 8, generator=g))
-    batch = {'logits_3d': text_logits(out.point_embeddings, t),
+    batch = {'logits_3d': cosine_logits(out.point_embeddings, t),
              'labels': torch.randint(0, 5, (n,), generator=g),
-             'logits_2d': text_logits(pixel_rows(feats2d), t),
+             'logits_2d': cosine_logits(pixel_rows(feats2d), t),
              'labels_2d': torch.randint(0, 5, (2 * 32 * 48,), generator=g),
-             'pair_logits_2d': text_logits(pixels_at(feats2d, img, rows, cols), t),
-             'pair_logits_3d': text_logits(out.point_embeddings, t),
+             'pair_logits_2d': cosine_logits(pixels_at(feats2d, img, rows, cols), t),
+             'pair_logits_3d': cosine_logits(out.point_embeddings, t),
              'latents_2d': z2d, 'regions_2d': regions_px.reshape(-1), 'latents_3d': z3d,
              'regions_3d': regions_px[img, rows, cols], 'region_latents': zr}
     loss = WeightedSumLoss(recipes.cns_specs())(batch)

@@ -1,7 +1,7 @@
 """Training losses of the five papers (Affinity3D, POP-3D, CNS, ScanNet200, UnScene3D), and a combinator."""
 from training.losses.combine import (LOSS_TYPES, LossOutput, LossSpec, NonFiniteLossError, WeightedSumLoss,
                                      build_loss_module)
-from training.losses.common import DEFAULT_LOGIT_SCALE, text_logits
+from training.losses.common import DEFAULT_LOGIT_SCALE
 from training.losses.consistency import latent_consistency, pool_by_region, prediction_consistency
 from training.losses.instance import (InstanceLossConfig, batch_instance_losses, droploss_keep,
                                       hungarian_match, instance_losses, mask_iou, matching_cost)
@@ -19,6 +19,6 @@ __all__ = [
     'build_loss_module', 'class_balanced_focal', 'droploss_keep', 'feature_mse', 'gather_voxel_features',
     'hungarian_match', 'instance_losses', 'kl_divergence', 'latent_consistency', 'lovasz_softmax',
     'lovasz_softmax_logits', 'mask_iou', 'matching_cost', 'occupancy_loss', 'pool_by_region', 'pop3d_loss',
-    'prediction_consistency', 'sample_negatives', 'text_anchored_contrastive', 'text_logits', 'visible_kl',
+    'prediction_consistency', 'sample_negatives', 'text_anchored_contrastive', 'visible_kl',
     'visible_kl_layers', 'weighted_cross_entropy',
 ]

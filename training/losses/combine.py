@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from training.losses import modules
+from training.losses.distill import CosineDistanceLoss
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -46,6 +47,7 @@ LOSS_TYPES: dict[str, type[nn.Module]] = {
     'text_contrastive': modules.TextContrastiveLoss,
     'focal': modules.FocalLoss,
     'instance': modules.InstanceLoss,
+    'cosine_distance': CosineDistanceLoss,
 }
 
 

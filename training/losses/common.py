@@ -1,23 +1,16 @@
-"""Small helpers shared by the losses: text-classifier logits, empty-safe reductions, shape checks."""
+"""Small helpers shared by the losses: the logit scale, empty-safe reductions, shape checks.
+
+The cosine classifier itself is the package's one classifier, :func:`perception_nodes.classify.cosine_logits`.
+"""
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.nn import functional as F
 
 # Our choice (no paper gives it): CLIP's own logit scale (exp(4.6052) = 100) turns cosine similarities
-# to the text embeddings into logits, so that softmax(F · EMB) (Affinity3D Eq. 13/14/18) is not flat.
+# to the text embeddings into logits (perception_nodes.classify.cosine_logits), so that softmax(F · EMB)
+# (Affinity3D Eq. 13/14/18) is not flat.
 DEFAULT_LOGIT_SCALE = 100.0
-
-
-def text_logits(features: Tensor, text_embeddings: Tensor,
-                logit_scale: float = DEFAULT_LOGIT_SCALE) -> Tensor:
-    """Affinity3D Eq. 13/14/18 logits: ``logit_scale * cos(f_i, t_c)``; (N, D) x (C, D) -> (N, C)."""
-    if features.shape[-1] != text_embeddings.shape[-1]:
-        raise ValueError(f'text_logits: feature width {features.shape[-1]} != text width '
-                         f'{text_embeddings.shape[-1]}')
-    text = F.normalize(text_embeddings.to(features.dtype), dim=-1, eps=1e-6)
-    return logit_scale * (F.normalize(features, dim=-1, eps=1e-6) @ text.T)
 
 
 def zero_like_graph(*tensors: Tensor) -> Tensor:

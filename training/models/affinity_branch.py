@@ -27,8 +27,9 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
+from perception_nodes.classify import cosine_logits
 from perception_nodes.geometry.sampling import sample_features
-from training.losses.common import DEFAULT_LOGIT_SCALE, text_logits
+from training.losses.common import DEFAULT_LOGIT_SCALE
 from training.models.weights import load_pretrained
 
 RESNET34_STAGE_CHANNELS = (64, 128, 256, 512)   # layer1..layer4, strides 4, 8, 16, 32
@@ -166,9 +167,10 @@ class KnowledgeTransferBranch(nn.Module):
         out = KnowledgeTransferOutput([], [], [], [], f2d)
         for i, f3d in enumerate(point_features):
             fused, gate = self.fusions[i](f2d[i], self.learners[i](f3d))
-            out.logits_3d.append(text_logits(self.heads_3d[i](f3d), text_embeddings, self.config.logit_scale))
-            out.logits_fused.append(text_logits(self.heads_fused[i](fused), text_embeddings,
-                                                self.config.logit_scale))
+            out.logits_3d.append(cosine_logits(self.heads_3d[i](f3d), text_embeddings,
+                                               self.config.logit_scale))
+            out.logits_fused.append(cosine_logits(self.heads_fused[i](fused), text_embeddings,
+                                                  self.config.logit_scale))
             out.gates.append(gate)
             out.fused.append(fused)
         return out

@@ -1,10 +1,11 @@
 """The pseudo-label method configuration (``ovp pseudo-label --method-config FILE``), declared with ``key``.
 
 One dataclass tree, declared like the perception config (``perception_nodes.config.schema.key``: type,
-default, unit, bounds, description) and loaded the same way (``yaml.safe_load`` without aliases, unknown
-keys and bad values are one-line errors naming the key). The method sections are the config dataclasses of
-:mod:`training.pseudo` themselves (Affinity3D, CNS regions, POP-3D, UnScene3D), so a key means the same in
-a YAML file and in code. The files under ``config/pseudo_label/`` are examples (one per paper setting).
+default, unit, bounds, description) and loaded the same way (``perception_nodes.safe_yaml.load_yaml``:
+safe, no anchors or aliases, size-bounded; unknown keys and bad values are one-line errors naming the
+key). The method sections are the config dataclasses of :mod:`training.pseudo` themselves (Affinity3D, CNS
+regions, POP-3D, UnScene3D), so a key means the same in a YAML file and in code. The files under
+``config/pseudo_label/`` are examples (one per paper setting).
 
 A file holds only keys that differ from the defaults; it is merged onto the full default tree (so a nested
 section keeps the defaults of its parent, e.g. Affinity3D's own FH settings when only ``k`` is given).
@@ -145,19 +146,14 @@ def load_pseudo_label_config(path: str | os.PathLike | None = None,
 
     ``path``: a YAML file or the name of a shipped config (``config/pseudo_label/<name>.yaml``).
     """
-    from perception_nodes.config import _safe_load
+    from perception_nodes.safe_yaml import load_yaml
 
     data: dict[str, Any] = {}
     if path is not None:
         p = method_config_path(path)
         if not p.is_file():
             raise ValueError(f'pseudo-label config file not found: {p}')
-        if p.stat().st_size > 4 * 2**20:
-            raise ValueError(f'pseudo-label config file {p} is larger than 4 MiB; refusing to parse it')
-        try:
-            loaded = _safe_load(p.read_text(encoding='utf-8'))
-        except Exception as exc:  # noqa: BLE001  (yaml raises several kinds)
-            raise ValueError(f'pseudo-label config file {p} is not valid YAML: {exc}') from None
+        loaded = load_yaml(p)          # one-line ValueError: not YAML, anchors / aliases, too large
         if loaded is not None and not isinstance(loaded, Mapping):
             raise ValueError(f'pseudo-label config file {p}: expected a mapping at the top level')
         data = flatten(loaded or {})

@@ -8,8 +8,8 @@ import torch
 import torchvision
 from safetensors.torch import save_file
 
+from perception_nodes.classify import cosine_logits
 from perception_nodes.geometry.sampling import sample_features
-from training.losses.common import text_logits
 from training.models.affinity_branch import (GatedFusion, KnowledgeTransferBranch, KnowledgeTransferConfig,
                                              ResNet34Encoder)
 from training.models.weights import WeightsError, load_state_dict_file
@@ -60,7 +60,7 @@ def test_branch_shapes_and_per_image_sampling(branch):
             else:
                 want = sample_features(maps[stage][b], uv[i:i + 1], (64, 96))[0]
                 torch.testing.assert_close(out.image_features[layer][i], want)
-    torch.testing.assert_close(out.logits_fused[1], text_logits(branch.heads_fused[1](out.fused[1]), text))
+    torch.testing.assert_close(out.logits_fused[1], cosine_logits(branch.heads_fused[1](out.fused[1]), text))
 
 
 def test_unprojected_3d_layer_is_the_students_own_prediction_and_gradients_reach_the_encoder():
@@ -71,7 +71,7 @@ def test_unprojected_3d_layer_is_the_students_own_prediction_and_gradients_reach
     text = torch.randn(3, 12)
     index = torch.zeros(4, dtype=torch.long)
     out = branch(torch.rand(1, 3, 64, 64), [emb], torch.rand(4, 2) * 63, index, text)
-    torch.testing.assert_close(out.logits_3d[0], text_logits(emb, text, 10.0))
+    torch.testing.assert_close(out.logits_3d[0], cosine_logits(emb, text, 10.0))
     out.logits_fused[0].sum().backward()
     assert branch.encoder.layer4[0].conv1.weight.grad is not None
     with pytest.raises(ValueError, match='embed_dim'):

@@ -37,7 +37,7 @@ def street(tmp_path_factory) -> dict:
         T = np.eye(4)
         T[0, 3] = STEP * i            # the street moves by -STEP per sweep: the ego by +STEP in odom
         poses.append(T)
-    write_sim_bag(root / 'bag', frames, poses=poses)
+    write_sim_bag(root / 'bag', frames, poses=poses, truth=True)
     return {'bag': root / 'bag', 'frames': frames, 'poses': poses, 'root': root}
 
 
