@@ -14,6 +14,7 @@ dict; N points, M cameras, n points with a teacher feature, Q pseudo masks::
     teacher_index      (n,)           int64     points with a fused teacher feature             [optional]
     teacher_features   (n, C)         float16   their fused teacher features, regenerated       [optional]
     regions            (N,)           int64     CNS region id (unique across cameras), -1 none  [optional]
+    instances          (N,)           int64     Affinity3D superpoint (instance) id, -1 none    [optional]
     images             (M, H, W, 3)   uint8     camera images (zero-padded to the largest)      [optional]
     uv                 (N, 2)         float32   pixel (u, v) in ``camera_index``'s image       [with images]
     camera_index       (N,)           int64     first camera that sees the point, -1 none      [with images]
@@ -48,7 +49,8 @@ from training.pseudo.dense_targets import DenseTargets
 from training.store.shards import FORMAT, INDEX_NAME, StoreCorruptError, file_sha256
 
 OPTIONAL_FIELDS = ('gt_labels', 'gt_instances', 'teacher_index', 'teacher_features', 'regions', 'images',
-                   'uv', 'camera_index', 'pseudo_masks', 'mask_scores', 'occupancy_target', 'sweep')
+                   'uv', 'camera_index', 'pseudo_masks', 'mask_scores', 'occupancy_target', 'sweep',
+                   'instances')
 
 
 @dataclass
@@ -72,6 +74,7 @@ class StoreInfo:
     fields: frozenset[str] = frozenset()
     grid: GridSpec | None = None           # grid of occupancy_target
     num_samples: int = 0
+    class_counts: dict[str, list[int]] = field(default_factory=dict)   # method -> labelled points per class
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -142,6 +145,7 @@ def store_info(root: str | os.PathLike, index: dict[str, Any] | None = None,
                      seeds=dict(index['seeds']), bags=list(index['bags']), unit=index['unit'],
                      label_source=index['label_source'], label_methods=list(index['label_methods']),
                      fields=frozenset(index['fields']), grid=grid, num_samples=int(index['num_units']),
+                     class_counts={m: list(v) for m, v in index.get('class_counts', {}).items()},
                      extra={'grids': grids, 'scene': index.get('scene')})
 
 
@@ -258,7 +262,7 @@ class PseudoLabelDataset(Dataset):
             'points': torch.from_numpy(np.ascontiguousarray(a['points'], dtype=np.float32)),
             'labels': torch.from_numpy(labels),
             'visible': torch.from_numpy(np.unpackbits(a['visible'], count=n).astype(bool))}
-        for name in ('gt_labels', 'gt_instances', 'sweep'):
+        for name in ('gt_labels', 'gt_instances', 'sweep', 'instances'):
             if name in a:
                 out[name] = torch.from_numpy(a[name].astype(np.int64))
         dense = {k[len('dense/'):]: v for k, v in a.items() if k.startswith('dense/')}

@@ -9,6 +9,7 @@
     teacher, teacher_id                 kind, model, pretrained, identity, random_weights, synthetic, note
     vocabulary                          {name, classes, embed_dim}
     label_source, label_methods         the default "labels" method and every stored label method
+    class_counts                        {method: labelled points per class over the whole store}
     fields                              optional sample fields every unit has (training.store.dataset)
     grids                               {name: {lower, upper, shape}} of the POP-3D targets
     seeds                               {seed, synthetic_text, synthetic_noise}
@@ -39,7 +40,7 @@ from training.store.shards import FORMAT, FORMAT_VERSION, ChunkRecord, StorePath
 
 # stored tensor name (per unit) -> the optional sample field it provides
 FIELD_SOURCES = {'gt_labels': 'gt_labels', 'gt_instances': 'gt_instances', 'regions': 'regions',
-                 'masks/ids': 'pseudo_masks', 'image/0': 'images', 'sweep': 'sweep'}
+                 'masks/ids': 'pseudo_masks', 'image/0': 'images', 'sweep': 'sweep', 'instances': 'instances'}
 
 
 def unit_fields(stored: list[str], grids: list[str]) -> set[str]:
@@ -89,6 +90,10 @@ def build_index(plan: Plan, records: list[tuple[int, ChunkRecord]], config: Perc
     digest = hashlib.sha256(meta_sha.encode())
     for s in shards:
         digest.update(s['sha256'].encode())
+    totals: dict[str, Any] = {}
+    for _, r in records:
+        add_stats(totals, r.stats)
+    class_counts = {m: totals[m]['per_class'] for m in LABEL_METHODS if m in totals}
     index = {
         'format': FORMAT, 'version': FORMAT_VERSION, 'complete': True,
         'package_version': perception_nodes.__version__,
@@ -102,6 +107,7 @@ def build_index(plan: Plan, records: list[tuple[int, ChunkRecord]], config: Perc
                        'embed_dim': int(teacher.text_embeddings.shape[1])},
         'label_source': method.label_source,
         'label_methods': [m for m in LABEL_METHODS if m in method.methods],
+        'class_counts': class_counts,
         'fields': sorted(fields or set()),
         'grids': {g: {'lower': list(GRIDS[g].lower), 'upper': list(GRIDS[g].upper),
                       'shape': list(GRIDS[g].shape)} for g in grids},

@@ -30,6 +30,7 @@ Tensors of unit ``j`` in its shard (``u<j>/`` + name; N points, M usable cameras
     regions            (n,) int32       CNS region id (unique across cameras) of the n points the dense
                                         targets see (ascending point order; the others have none), -1 none
     image/<m>          (B,) uint8       JPEG / PNG bytes of camera m's image
+    instances          (N,) int16/int32 Affinity3D superpoint (instance) id per point, -1 none
     masks/ids          (N,) int32       UnScene3D mask index per point, -1 none; masks/scores (Q,) float32
     pop3d/occupied/<g> (V,) int32       sorted linear indices of the occupied voxels of grid g
     pop3d/raycast_index/<g>, pop3d/raycast_label/<g>   observed voxels and their labels (int32, int16)
@@ -300,6 +301,9 @@ class ChunkLabeler:
             r = self._pending[d.key]
             labels = d.point_labels.labels
             r.tensors['labels/affinity3d'] = labels.astype(self.label_dtype)
+            seg = np.asarray(d.segment_ids, dtype=np.int64)
+            small = seg.max(initial=-1) < np.iinfo(np.int16).max
+            r.tensors['instances'] = seg.astype(np.int16 if small else np.int32)
             r.stats['affinity3d'] = label_counts(labels, self.num_classes)
             r.stats['affinity3d'].update({'superpoints': int(d.kept.size),
                                           'kept_instances': int(d.kept.sum())})

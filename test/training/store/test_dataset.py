@@ -18,7 +18,7 @@ from training.store.dataset import PseudoLabelDataset, load_index
 DTYPES = {'points': torch.float32, 'labels': torch.int64, 'visible': torch.bool, 'gt_labels': torch.int64,
           'gt_instances': torch.int64, 'teacher_index': torch.int64, 'teacher_features': torch.float16,
           'regions': torch.int64, 'images': torch.uint8, 'uv': torch.float32, 'camera_index': torch.int64,
-          'occupancy_target': torch.uint8}
+          'occupancy_target': torch.uint8, 'instances': torch.int64}
 
 
 @pytest.fixture(scope='module')
