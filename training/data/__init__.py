@@ -9,7 +9,7 @@ from training.data.sample import (IGNORE, OPTIONAL_FIELDS, Batch, FrameDataset, 
 
 #: ``module:function`` that opens a pseudo-label store directory: ``function(path, split) -> FrameDataset``
 #: (issue 11's store implements it; ``data.reader`` in a training config overrides it).
-DEFAULT_STORE_READER = 'training.pseudo.store:open_dataset'
+DEFAULT_STORE_READER = 'training.store.reader:open_dataset'
 
 
 def open_source(spec: str, split: str = 'train', reader: str = DEFAULT_STORE_READER) -> FrameDataset:
