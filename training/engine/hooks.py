@@ -223,15 +223,17 @@ class EvalHook(Hook):
 def evaluate(recipe: Any, dataset: Any, device: torch.device) -> dict[str, Any]:
     """Score the student and the pseudo-labels on ``dataset``'s ground truth.
 
-    Semantic metrics of the student on all, camera-visible and camera-invisible points, of the pseudo-labels
-    themselves (the teacher), and class-agnostic AP when the recipe predicts masks.
+    Semantic metrics of the student and of the pseudo-labels themselves (the teacher) on all, camera-visible
+    and camera-invisible points (``visible``: after the occlusion test), and class-agnostic AP when the
+    recipe predicts masks.
     """
     from perception_nodes.metrics import (SCANNET_MIN_REGION_SIZE, InstanceAccumulator, SemanticAccumulator,
                                           split_metrics)
 
     names = dataset.info.class_names
     accs = {k: SemanticAccumulator(class_names=names) for k in
-            ('student', 'student_visible', 'student_invisible', 'teacher', 'teacher_visible')}
+            ('student', 'student_visible', 'student_invisible', 'teacher', 'teacher_visible',
+             'teacher_invisible')}
     min_size = getattr(recipe.params, 'eval_min_region_size', SCANNET_MIN_REGION_SIZE)
     inst = InstanceAccumulator(min_region_size=min_size)
     have_gt = have_inst = False
@@ -254,6 +256,7 @@ def evaluate(recipe: Any, dataset: Any, device: torch.device) -> dict[str, Any]:
             accs['student_invisible'].update(labels, gt, ~vis)
             accs['teacher'].update(teacher, gt)
             accs['teacher_visible'].update(teacher, gt, vis)
+            accs['teacher_invisible'].update(teacher, gt, ~vis)
             if 'masks' in pred and frame.gt_instances is not None:
                 have_inst = True
                 gti = frame.gt_instances.numpy()
