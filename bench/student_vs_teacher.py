@@ -96,8 +96,8 @@ def build_data(out: Path, train_seqs: int, val_seqs: int, frames: int) -> dict[s
 
     info: dict[str, Any] = {}
     config = with_overrides(PerceptionConfig(), {'vocabulary.classes': STREET_CLASSES,
-                                                 'fusion.visibility_block': 2})
-    method = pseudo_label_config({'teacher': 'synthetic', 'methods': METHODS})
+                                                 'fusion.visibility_block': 2, 'teacher.source': 'synthetic'})
+    method = pseudo_label_config({'methods': METHODS})
     for split, seed0, count in (('train', TRAIN_SEED0, train_seqs), ('val', VAL_SEED0, val_seqs)):
         bags = []
         for seed in range(seed0, seed0 + count):

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from perception_nodes.config.schema import key
 
 LABELLERS = ('teacher', 'student', 'ensemble', 'none')
+TEACHER_SOURCES = ('clip', 'synthetic')
+TEXT_SOURCES = ('clip', 'student')
 BACKENDS = ('auto', 'onnxruntime', 'tensorrt', 'torch')
 VISIBILITY_VARIANTS = ('depth_buffer', 'superpixel', 'none')
 VOTING_MODES = ('majority', 'mean_feature')
@@ -107,12 +109,24 @@ class LabellerConfig:
                              min=0.0, max=1000.0, exclusive_min=True, live=True)
     unknown_threshold: float = key(0.0, 'A point whose winning class probability is below this is labelled '
                                    'unknown (65535)', min=0.0, max=1.0, live=True)
+    text_source: str = key('clip', 'Where the student gets its class text embeddings: clip: the teacher\'s '
+                           'text encoder (the configured CLIP, or the synthetic one with teacher.source '
+                           'synthetic), which must be the one the student was trained against (its '
+                           'provenance names it); student: the embeddings the student was trained with, '
+                           'stored in its file (no CLIP is loaded; vocabulary.classes must be a subset of '
+                           'the trained classes, or the default for all of them; queries: trained class '
+                           'names only)',
+                           choices=TEXT_SOURCES)
 
 
 @dataclass
 class TeacherConfig:
-    """The 2D teacher: an open_clip model read offline, MaskCLIP dense features."""
+    """The 2D teacher: an open_clip model read offline (MaskCLIP dense features), or the synthetic teacher."""
 
+    source: str = key('clip', 'clip: MaskCLIP dense features of the open_clip model below; synthetic: the '
+                      'CLIP-like synthetic teacher on the ground-truth rasters that synthetic bags carry '
+                      '(write_sim_bag(..., truth=True)): synthetic data only, its labels are not CLIP\'s',
+                      choices=TEACHER_SOURCES, scope='offline')
     clip_model: str = key('ViT-B-32', 'open_clip model name (ovp-tiny: a tiny random model for tests)')
     clip_pretrained: str = key('openai', "Pretrained tag (looked up offline in cache_dir), a weights file, "
                                          "or "
@@ -123,6 +137,14 @@ class TeacherConfig:
                                       'CLIP', unit='px', min=16, max=4096)
     sampling: str = key('bilinear', 'Feature-map sampling at projected points', choices=('bilinear',
                                                                                          'nearest'))
+    synthetic_embed_dim: int = key(64, 'teacher.source synthetic: width of its text / image embeddings (at '
+                                   'least 2 K + 2 for K classes)', min=4, max=4096, scope='offline')
+    synthetic_text_seed: int = key(0, 'teacher.source synthetic: seed of its CLIP-like class text embeddings',
+                                   min=0, max=2**31 - 1, scope='offline')
+    synthetic_noise_seed: int = key(1, 'teacher.source synthetic: seed of its CLIP-like mistakes', min=0,
+                                    max=2**31 - 1, scope='offline')
+    synthetic_downsample: int = key(8, 'teacher.source synthetic: dense feature map resolution = image size '
+                                    '/ this', min=1, max=64, scope='offline')
 
 
 @dataclass
@@ -322,7 +344,9 @@ class PerceptionConfig:
     @property
     def needs_clip(self) -> bool:
         """True when the labeller needs the CLIP model (image and/or text encoder)."""
-        return self.labeller.kind != 'none'
+        if self.labeller.kind == 'none' or self.teacher.source == 'synthetic':
+            return False
+        return self.labeller.kind != 'student' or self.labeller.text_source == 'clip'
 
 
 def _valid_topic(topic: str) -> bool:

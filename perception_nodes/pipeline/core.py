@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -103,13 +104,24 @@ class Pipeline:
         self._pool: ThreadPoolExecutor | None = None
         self.clip = clip
         kind = cfg.labeller.kind
-        if kind in ('teacher', 'ensemble') and teacher is None and self.clip is None:
-            self.clip = self._load_clip()
-        elif kind == 'student' and student_backend is None and self.clip is None:
+        student_text = cfg.labeller.text_source == 'student' and kind in ('student', 'ensemble')
+        # teacher.source synthetic: the synthetic teacher (image side) and text encoder (perception_nodes.
+        # teacher.synthetic); its classes are set by set_vocabulary
+        self.synthetic: Any = None
+        if cfg.teacher.source == 'synthetic' and self.clip is None and (
+                (kind in ('teacher', 'ensemble') and teacher is None) or
+                (kind == 'student' and not student_text and student_backend is None)):
+            from perception_nodes.teacher.synthetic import SyntheticSpec, SyntheticTeacher
+            self.synthetic = SyntheticTeacher(SyntheticSpec.from_config(cfg.teacher))
+        elif cfg.teacher.source == 'clip' and self.clip is None and (
+                (kind in ('teacher', 'ensemble') and teacher is None) or
+                (kind == 'student' and not student_text and student_backend is None)):
             self.clip = self._load_clip()
         teacher_l = student_l = None
         if kind in ('teacher', 'ensemble'):
-            if teacher is None:
+            if teacher is None and self.synthetic is not None:
+                teacher = self.synthetic
+            elif teacher is None:
                 from perception_nodes.teacher.maskclip import MaskClipTeacher
                 teacher = MaskClipTeacher(self.clip, input_size=cfg.teacher.input_size)
             teacher_l = TeacherLabeller(teacher, cfg.teacher.sampling, self.device)
@@ -124,6 +136,12 @@ class Pipeline:
         self.labeller: Any = {'teacher': teacher_l, 'student': student_l, 'none': None,
                               'ensemble': None if teacher_l is None or student_l is None
                               else EnsembleLabeller(teacher_l, student_l)}[kind]
+        # labeller.text_source student: the student's own trained vocabulary and text embeddings
+        self.trained_text: tuple[list[str], torch.Tensor] | None = None
+        if student_l is not None and student_text:
+            self.trained_text = self._trained_text(student_l)
+        elif student_l is not None:
+            self._check_text_space(student_l, warn)
         self.occupancy_source = cfg.grids.occupancy_source
         if self.occupancy_source == 'auto':
             self.occupancy_source = 'student' if student_l is not None else 'geometry'
@@ -136,8 +154,57 @@ class Pipeline:
         self.vocabulary: Vocabulary | None = None
         self.clip_text: torch.Tensor | None = None
         self.palette = np.zeros((0, 3), dtype=np.uint8)
-        if self._embedder is not None or self.labeller is None:
+        if self._embedder is not None or self.labeller is None or self.synthetic is not None or \
+                self.trained_text is not None:
             self.set_vocabulary(cfg.vocabulary.classes)
+
+    def _trained_text(self, student: StudentLabeller) -> tuple[list[str], torch.Tensor]:
+        """The student's trained (class names, text embeddings); a one-line error when it has none."""
+        config = student.student_config
+        trained = config.trained_text() if config is not None else None
+        if trained is None:
+            raise ValueError(f'labeller.text_source: student, but the student '
+                             f'{self.config.labeller.student or "(injected)"} carries no trained text '
+                             'embeddings (an untrained student, or one trained before they were stored): use '
+                             'labeller.text_source: clip with the CLIP it was trained against')
+        return trained
+
+    def teacher_identity(self) -> dict[str, Any]:
+        """Identity of the teacher whose space the class text embeddings are in ({} when injected)."""
+        if self.synthetic is not None:
+            return self.synthetic.spec.identity()
+        if self.clip is not None:
+            t = self.config.teacher
+            return {'kind': 'clip', 'model': t.clip_model, 'pretrained': t.clip_pretrained,
+                    'identity': str(getattr(self.clip, 'identity', '')),
+                    'random_weights': not getattr(self.clip, 'pretrained_meaningful', True),
+                    'embed_dim': int(getattr(self.clip, 'embed_dim', 0) or 0)}
+        return {}
+
+    def _check_text_space(self, student: StudentLabeller, warn: Any) -> None:
+        """text_source clip: refuse a text encoder that is not the one the student was trained against."""
+        trained = student.provenance.get('teacher')
+        mine = self.teacher_identity()
+        if not isinstance(trained, dict) or not trained.get('kind') or not mine:
+            return
+
+        def describe(t: dict[str, Any]) -> str:
+            if t.get('kind') == 'clip':
+                return f"CLIP {t.get('model')} ({t.get('pretrained')})"
+            return f"the {t.get('model')} teacher ({t.get('identity') or t.get('pretrained')})"
+        same_kind = trained.get('kind') == mine['kind'] and trained.get('model') == mine['model']
+        dims = trained.get('embed_dim'), mine.get('embed_dim')
+        if not same_kind or (all(dims) and dims[0] != dims[1]) or (
+                mine['kind'] == 'oracle' and trained.get('identity') != mine['identity']):
+            raise ValueError(f'the student was trained against {describe(trained)}, but '
+                             f'labeller.text_source: clip would take the class text embeddings from '
+                             f'{describe(mine)}: another '
+                             'space. Use that teacher (teacher.source / teacher.clip_model / '
+                             'clip_pretrained) or labeller.text_source: student')
+        if trained.get('identity') and mine.get('identity') and trained['identity'] != mine['identity']:
+            (warn or warnings.warn)(f'the student was trained against {trained["identity"]}; the text '
+                                    f'encoder here is {mine["identity"]}: the same model, possibly other '
+                                    'weights')
 
     def _load_clip(self) -> Any:
         from perception_nodes.teacher.clip_models import ClipSpec, load_clip
@@ -167,6 +234,11 @@ class Pipeline:
             out['clip'] = {'model': cfg.teacher.clip_model, 'pretrained': cfg.teacher.clip_pretrained,
                            'identity': getattr(self.clip, 'identity', ''),
                            'random_weights': not getattr(self.clip, 'pretrained_meaningful', True)}
+        if self.synthetic is not None:
+            from perception_nodes.teacher.synthetic import SYNTHETIC_TEACHER_NOTE, SYNTHETIC_TEXT_NOTE
+            teaches = self.labeller_name in ('teacher', 'ensemble')
+            out['synthetic_teacher'] = dict(self.synthetic.spec.identity(),
+                                            note=SYNTHETIC_TEACHER_NOTE if teaches else SYNTHETIC_TEXT_NOTE)
         teacher = getattr(self.labeller, 'teacher', None) if self.labeller_name == 'ensemble' else (
             self.labeller if self.labeller_name == 'teacher' else None)
         if teacher is not None and self.clip is None:
@@ -177,7 +249,9 @@ class Pipeline:
             path = cfg.labeller.student
             out['student'] = {'model': path, 'backend': student.backend_name,
                               'sha256': _sha256(path) if path and Path(path).exists() else '',
-                              'provenance': student.provenance}
+                              'provenance': student.provenance,
+                              'text_source': 'student (its trained text embeddings)'
+                              if self.trained_text is not None else 'clip (the teacher\'s text encoder)'}
         return out
 
     # -- vocabulary ---------------------------------------------------------------------------------
@@ -187,9 +261,16 @@ class Pipeline:
         """Change the classes (live). Text embeddings come from the cache (only new classes are encoded).
 
         ``templates`` None: the configured ones. ``embeddings`` (K, C) replaces the CLIP text encoder
-        (oracle teachers, precomputed vocabularies).
+        (oracle teachers, precomputed vocabularies). With ``labeller.text_source: student`` the classes must
+        be among the student's trained classes (their rows are selected), or the default vocabulary (then
+        all of them); with ``teacher.source: synthetic`` the synthetic teacher is rebuilt for the classes.
         """
         vocab = load_vocabulary(vocabulary)
+        student_rows = None
+        if self.trained_text is not None and embeddings is None:
+            vocab, student_rows = self._trained_rows(vocab, vocabulary)
+        if self.synthetic is not None:
+            synthetic_text = self.synthetic.set_classes(vocab.names)
         if embeddings is not None:
             emb = torch.as_tensor(embeddings, dtype=torch.float32)
             if emb.ndim != 2 or emb.shape[0] != len(vocab):
@@ -198,8 +279,12 @@ class Pipeline:
             if not torch.isfinite(emb).all():
                 raise ValueError('class embeddings contain NaN or inf')
             emb = torch.nn.functional.normalize(emb, dim=1)
+        elif self.synthetic is not None:
+            emb = synthetic_text
         elif self._embedder is not None:
             emb = self._embedder.embed(vocab, self._templates(templates)).float().cpu()
+        elif student_rows is not None:
+            emb = student_rows
         elif self.labeller is None:
             emb = None                                      # geometry only: names for the legend
         else:
@@ -209,10 +294,33 @@ class Pipeline:
             dim = self.labeller.embed_dim if self.labeller_name == 'teacher' else None
             if dim is not None and emb.shape[1] != dim:
                 raise ValueError(f'text embeddings have width {emb.shape[1]}, the teacher {dim}')
-            self.labeller.set_text(emb)
+            if student_rows is not None and isinstance(self.labeller, EnsembleLabeller):
+                self.labeller.teacher.set_text(emb)
+                self.labeller.student.set_text(student_rows)
+            else:
+                self.labeller.set_text(emb)
         self.vocabulary, self.clip_text = vocab, emb
         colors = np.asarray(vocab.colors, dtype=np.uint8).reshape(-1, 3)
         self.palette = colors if len(colors) == len(vocab) else default_palette(len(vocab))
+
+    def _trained_rows(self, vocab: Vocabulary, requested: Any) -> tuple[Vocabulary, torch.Tensor]:
+        """text_source student: (vocabulary, its rows of the trained text embeddings) (set_vocabulary)."""
+        from perception_nodes.config import VocabularyConfig
+        from perception_nodes.vocabulary import vocabulary_from_names
+        assert self.trained_text is not None
+        names, emb = self.trained_text
+        missing = [n for n in vocab.names if n not in names]
+        if not missing:
+            return vocab, emb[[names.index(n) for n in vocab.names]]
+        given = [str(requested)] if isinstance(requested, (str, Path)) else (
+            None if isinstance(requested, Vocabulary) else [str(v) for v in requested])
+        if given == VocabularyConfig().classes:        # the default: every trained class
+            student = self.labeller if isinstance(self.labeller, StudentLabeller) else self.labeller.student
+            name = str((student.student_config.vocabulary or {}).get('name') or 'trained')
+            return vocabulary_from_names(names, name=name), emb
+        raise ValueError(f'labeller.text_source: student knows only the classes the student was trained for '
+                         f'({", ".join(names)}); {", ".join(missing)} are not among them: give a subset '
+                         f'(vocabulary.classes) or use text_source: clip')
 
     def _templates(self, templates: str | Sequence[str] | None) -> tuple[str, ...]:
         if templates is None:
@@ -220,13 +328,25 @@ class Pipeline:
         return load_templates(templates)
 
     def text_embedding(self, query: str) -> torch.Tensor:
-        """(D,) unit embedding of a free-text query in the space of ``Outputs.embeddings``."""
-        if self._embedder is None:
-            raise ValueError('text queries need a CLIP text encoder')
+        """(D,) unit embedding of a free-text query in the space of ``Outputs.embeddings``.
+
+        Without a CLIP text encoder (``labeller.text_source: student``, ``teacher.source: synthetic``) a query
+        must be a class name of the vocabulary (its class embedding is used).
+        """
         query = str(query).strip()
         if not query:
             raise ValueError('empty text query')
-        clip = self._embedder.embed_class([query], self._templates(None)).float().cpu()[None]
+        if self._embedder is not None:
+            clip = self._embedder.embed_class([query], self._templates(None)).float().cpu()[None]
+        elif self.trained_text is not None and query in self.trained_text[0]:
+            names, trained = self.trained_text
+            clip = trained[names.index(query)][None]
+        elif self.vocabulary is not None and self.clip_text is not None and query in self.vocabulary.names:
+            clip = self.clip_text[self.vocabulary.names.index(query)][None].float().cpu()
+        else:
+            known = ', '.join(self.trained_text[0] if self.trained_text is not None else self.class_names)
+            raise ValueError(f'text queries need a CLIP text encoder; without one (labeller.text_source: '
+                             f'student, teacher.source: synthetic) a query must be a class name ({known})')
         emb = self.labeller.project_query(clip)[0] if self.labeller is not None else clip[0]
         return torch.nn.functional.normalize(emb, dim=0)
 
@@ -296,6 +416,9 @@ class Pipeline:
         labeller = self.labeller
         if labeller is None:
             notes.append(NO_LABELLER_NOTE)
+        elif self.synthetic is not None:
+            from perception_nodes.teacher.synthetic import SYNTHETIC_TEACHER_NOTE, SYNTHETIC_TEXT_NOTE
+            notes.append(SYNTHETIC_TEXT_NOTE if self.labeller_name == 'student' else SYNTHETIC_TEACHER_NOTE)
         elif not labeller.meaningful:
             student = getattr(labeller, 'student', labeller)
             if self.clip is not None and not getattr(self.clip, 'pretrained_meaningful', True) and \

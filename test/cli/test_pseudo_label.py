@@ -113,4 +113,5 @@ def test_failing_frames_are_skipped_with_their_reasons(tmp_path, capsys):
     write_sim_bag(tmp_path / 'norasters', sim_frames(1, image_size='tiny', beams=(8, 64)), truth=False)
     code = main(['pseudo-label', str(tmp_path / 'norasters'), '--out', str(tmp_path / 'nr'), '--quiet',
                  '--teacher', 'synthetic', '--vocabulary', 'sim'])
-    assert code == 2 and "no truth['class'] raster" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and 'has no ground-truth raster' in err and 'synthetic bags only' in err

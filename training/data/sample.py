@@ -33,11 +33,9 @@ those that see the point, e.g. the one where it is nearest the image centre).
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Iterable, Protocol, Sequence, runtime_checkable
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -195,10 +193,8 @@ def teacher_meaningful(teacher: dict[str, Any]) -> bool:
 
 def vocabulary_hash(class_names: Sequence[str], text_embeddings: Tensor) -> str:
     """sha256 of the class names and the float32 text embeddings (the identity a student is trained for)."""
-    h = hashlib.sha256()
-    h.update('\n'.join(class_names).encode('utf-8'))
-    h.update(np.ascontiguousarray(text_embeddings.detach().cpu().float().numpy()).tobytes())
-    return h.hexdigest()
+    from perception_nodes.student.config import vocabulary_hash as student_vocabulary_hash
+    return student_vocabulary_hash(class_names, text_embeddings)
 
 
 @dataclass

@@ -30,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--setting', choices=('gzs', 'af'), help='Affinity3D setting: generalised zero-shot '
                                                                  '(needs ground truth) or annotation-free')
     parser.add_argument('--teacher', choices=('clip', 'synthetic'),
-                        help="clip (the pipeline's MaskCLIP) or synthetic (CLIP-like teacher; synthetic bags "
-                             'with truth rasters only)')
+                        help="teacher.source: clip (the pipeline's MaskCLIP) or synthetic (the CLIP-like "
+                             'teacher; synthetic bags with truth rasters only; its keys: --set '
+                             'teacher.synthetic_*=...)')
     parser.add_argument('--scene-sweeps', type=int, help='accumulate K consecutive sweeps into one scene '
                                                          '(needs --fixed-frame)')
     parser.add_argument('--scene-voxel', type=float, help='voxel size of scene clouds, metres')
@@ -48,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def method_config(args: argparse.Namespace):
     """Return the method config file (or defaults) with the flags and ``--method-set`` pairs applied."""
     from training.store.config import load_pseudo_label_config
-    changes = {'methods': args.methods, 'affinity3d.setting': args.setting, 'teacher': args.teacher,
+    changes = {'methods': args.methods, 'affinity3d.setting': args.setting,
                'scene.sweeps': args.scene_sweeps, 'scene.voxel_size': args.scene_voxel,
                'store.shard_units': args.shard_frames}
     for pair in args.method_set or []:
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
     config = build_config(args)
     try:
         config = with_overrides(config, {'inputs.fixed_frame': args.fixed_frame,
-                                         'inputs.depth_topic': args.depth_topic})
+                                         'inputs.depth_topic': args.depth_topic,
+                                         'teacher.source': args.teacher})
     except ValueError as exc:
         raise CliError(str(exc)) from None
     method = method_config(args)

@@ -11,8 +11,9 @@ A file holds only keys that differ from the defaults; it is merged onto the full
 section keeps the defaults of its parent, e.g. Affinity3D's own FH settings when only ``k`` is given).
 
 :func:`config_hash` is the method part of a store's key: it hashes this config and the perception keys
-that change what is stored (inputs, teacher model and sampling, vocabulary, fusion / visibility, segments,
-labeller), not where or how fast the run happens (devices, threads, caches, max_frames, workers).
+that change what is stored (inputs, the teacher (``teacher.source`` and that teacher's keys) and its
+sampling, vocabulary, fusion / visibility, segments, labeller), not where or how fast the run happens
+(devices, threads, caches, max_frames, workers).
 """
 from __future__ import annotations
 
@@ -32,7 +33,6 @@ from training.pseudo.unscene3d import UnScene3DConfig
 
 METHODS = ('dense', 'affinity3d', 'cns', 'pop3d', 'unscene3d')
 LABEL_METHODS = ('affinity3d', 'cns', 'dense')           # methods that give point-wise class labels
-TEACHERS = ('clip', 'synthetic')
 # Perception config sections / keys that do not change what the store holds (excluded from the hash).
 _UNHASHED_SECTIONS = ('grids', 'overlay', 'outputs', 'runtime', 'node', 'replay')
 _UNHASHED_KEYS = ('teacher.cache_dir', 'teacher.offline')
@@ -69,19 +69,6 @@ class StoreConfig:
     jpeg_quality: int = key(90, 'JPEG quality of the kept images', min=1, max=100, scope='offline')
 
 
-@dataclass
-class SyntheticTeacherConfig:
-    """The CLIP-like synthetic teacher (``--teacher synthetic``, synthetic bags with truth rasters only)."""
-
-    embed_dim: int = key(64, 'Width of the synthetic text / image embeddings (at least 2 K + 2)', min=4,
-                         max=4096, scope='offline')
-    text_seed: int = key(0, 'Seed of the CLIP-like text embeddings', min=0, max=2**31 - 1, scope='offline')
-    noise_seed: int = key(1, 'Seed of the teacher\'s CLIP-like mistakes', min=0, max=2**31 - 1,
-                          scope='offline')
-    downsample: int = key(8, 'Dense feature map resolution: image size / this', min=1, max=64,
-                          scope='offline')
-
-
 def _default_pop3d() -> Pop3DConfig:
     return Pop3DConfig(grids=('pop3d',))
 
@@ -99,14 +86,10 @@ class PseudoLabelConfig:
                              '(region-voted labels and regions), pop3d (occupancy and ray-cast targets), '
                              'unscene3d (class-agnostic pseudo masks; meant for scenes)',
                              item_choices=METHODS, scope='offline')
-    teacher: str = key('clip', 'clip: the perception pipeline\'s MaskCLIP teacher; synthetic: the CLIP-like '
-                       'teacher of the synthetic world (needs the truth rasters of synthetic bags; labels '
-                       'are not CLIP\'s)', choices=TEACHERS, scope='offline')
     seed: int = key(0, 'Seed of numpy / torch for the run (recorded in the provenance)', min=0,
                     max=2**31 - 1, scope='offline')
     scene: SceneConfig = field(default_factory=SceneConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
-    synthetic: SyntheticTeacherConfig = field(default_factory=SyntheticTeacherConfig)
     affinity3d: Affinity3DConfig = field(default_factory=_default_affinity3d)   # annotation-free unless set
     cns: RegionConfig = field(default_factory=RegionConfig)
     pop3d: Pop3DConfig = field(default_factory=_default_pop3d)
@@ -173,6 +156,11 @@ def hashed_perception(config: PerceptionConfig) -> dict[str, Any]:
     for name in _UNHASHED_KEYS:
         head, leaf = name.split('.')
         data.get(head, {}).pop(leaf, None)
+    teacher = data.get('teacher', {})
+    synthetic = teacher.get('source') == 'synthetic'
+    for leaf in list(teacher):          # the other teacher's settings do not change what is stored
+        if leaf.startswith('synthetic_') != synthetic and leaf not in ('source', 'sampling'):
+            teacher.pop(leaf)
     return data
 
 

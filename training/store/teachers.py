@@ -4,11 +4,13 @@
   instance crops go through the same CLIP's image encoder
   (:class:`~training.pseudo.instance_labels.ClipCropEncoder`). Random weights (``clip_pretrained: none``)
   are recorded as such: the labels then mean nothing.
-- ``synthetic``: :class:`~perception_nodes.teacher.oracle.ClipLikeTeacher` (CLIP-like mistakes on the
-  synthetic world's truth rasters) injected into the same pipeline, with
-  :func:`~perception_nodes.teacher.oracle.clip_like_text_embeddings`; crops via
-  :class:`~training.pseudo.instance_labels.TeacherCropEncoder`. The labels come from the synthetic teacher,
-  not from CLIP, and the provenance says so.
+- ``synthetic`` (``teacher.source: synthetic``, ``--teacher synthetic``): the pipeline's own synthetic
+  teacher (:mod:`perception_nodes.teacher.synthetic`:
+  :class:`~perception_nodes.teacher.oracle.ClipLikeTeacher` with CLIP-like mistakes on the synthetic
+  world's truth rasters and :func:`~perception_nodes.teacher.oracle.clip_like_text_embeddings`, built from
+  the ``teacher.synthetic_*`` keys); crops via
+  :class:`~training.pseudo.instance_labels.TeacherCropEncoder`. The labels come from the synthetic
+  teacher, not from CLIP, and the provenance says so.
 
 The pipeline always runs with ``outputs.projections: true`` (the projections, visibility and teacher maps
 the store keeps) and without the overlay, navigation grid, voxels, instance voting and (unless Affinity3D
@@ -24,11 +26,9 @@ from typing import Any
 import torch
 
 from perception_nodes.config import PerceptionConfig, with_overrides
+from perception_nodes.teacher.synthetic import SYNTHETIC_TEACHER_NOTE as SYNTHETIC_NOTE
 from training.pseudo.instance_labels import ClipCropEncoder, CropEncoder, TeacherCropEncoder
 from training.store.config import PseudoLabelConfig
-
-SYNTHETIC_NOTE = ('labels come from the synthetic CLIP-like teacher (perception_nodes.teacher.oracle.'
-                  'ClipLikeTeacher) on the synthetic world\'s ground-truth rasters, not from CLIP')
 RANDOM_NOTE = 'labels come from a randomly initialised CLIP: they carry NO meaning'
 
 
@@ -77,31 +77,15 @@ def store_perception_config(config: PerceptionConfig, method: PseudoLabelConfig)
 
 
 def build_teacher(config: PerceptionConfig, method: PseudoLabelConfig) -> Teacher:
-    """Set up the pipeline and the crop encoder for ``method.teacher`` (module docstring)."""
+    """Set up the pipeline and the crop encoder for ``config.teacher.source`` (module docstring)."""
     from perception_nodes.pipeline import Pipeline
-    from perception_nodes.vocabulary import load_vocabulary
     config = store_perception_config(config, method)
-    vocab = load_vocabulary(config.vocabulary.classes)
-    if method.teacher == 'synthetic':
-        from perception_nodes.teacher.oracle import ClipLikeNoise, ClipLikeTeacher, clip_like_text_embeddings
-        syn = method.synthetic
-        k = len(vocab)
-        if syn.embed_dim < 2 * k + 2:
-            raise ValueError(f'synthetic.embed_dim {syn.embed_dim} is too small for {k} classes (needs >= '
-                             f'{2 * k + 2})')
-        emb = clip_like_text_embeddings(vocab.names, syn.embed_dim, seed=syn.text_seed)
-        teacher = ClipLikeTeacher(emb, vocab.names, ClipLikeNoise(seed=syn.noise_seed),
-                                  downsample=syn.downsample)
-        pipeline = Pipeline(config, teacher=teacher)
-        pipeline.set_vocabulary(vocab, embeddings=emb)
-        identity = {'kind': 'oracle', 'model': 'ClipLikeTeacher', 'pretrained': 'synthetic',
-                    'identity': f'ClipLikeTeacher:dim{syn.embed_dim}:text{syn.text_seed}:'
-                                f'noise{syn.noise_seed}:down{syn.downsample}',
-                    'random_weights': False, 'synthetic': True, 'embed_dim': syn.embed_dim,
-                    'note': SYNTHETIC_NOTE}
-        encoder: CropEncoder = TeacherCropEncoder(teacher)
+    pipeline = Pipeline(config)
+    vocab = pipeline.vocabulary
+    if config.teacher.source == 'synthetic':
+        identity = dict(pipeline.synthetic.spec.identity(), note=SYNTHETIC_NOTE)
+        encoder: CropEncoder = TeacherCropEncoder(pipeline.synthetic.teacher)
     else:
-        pipeline = Pipeline(config)
         clip = pipeline.clip
         random = not getattr(clip, 'pretrained_meaningful', True)
         identity = {'kind': 'clip', 'model': config.teacher.clip_model,

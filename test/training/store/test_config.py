@@ -57,8 +57,15 @@ def test_the_hash_covers_what_changes_the_store_and_nothing_else():
     changed_method = pseudo_label_config({'affinity3d.affinity.scale': 5.0})
     assert config_hash(changed_method, perception) != h
     for key, value in (('fusion.visibility', 'superpixel'), ('vocabulary.classes', ['car', 'road']),
-                       ('teacher.clip_model', 'ovp-tiny'), ('inputs.fixed_frame', 'odom')):
+                       ('teacher.clip_model', 'ovp-tiny'), ('inputs.fixed_frame', 'odom'),
+                       ('teacher.source', 'synthetic')):
         assert config_hash(base, with_overrides(perception, {key: value})) != h, key
     for key, value in (('runtime.device', 'cuda'), ('replay.max_frames', 5), ('teacher.cache_dir', '/x'),
-                       ('runtime.torch_threads', 4), ('overlay.enabled', False)):
+                       ('runtime.torch_threads', 4), ('overlay.enabled', False),
+                       ('teacher.synthetic_noise_seed', 7)):          # the synthetic teacher's key, unused
         assert config_hash(base, with_overrides(perception, {key: value})) == h, key
+    # with the synthetic teacher its own keys count and CLIP's do not
+    synthetic = with_overrides(perception, {'teacher.source': 'synthetic'})
+    hs = config_hash(base, synthetic)
+    assert config_hash(base, with_overrides(synthetic, {'teacher.synthetic_noise_seed': 7})) != hs
+    assert config_hash(base, with_overrides(synthetic, {'teacher.clip_model': 'ovp-tiny'})) == hs

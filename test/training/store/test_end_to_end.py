@@ -33,11 +33,11 @@ from .conftest import UNSEEN
 
 def perception() -> PerceptionConfig:
     return with_overrides(PerceptionConfig(), {'vocabulary.classes': STREET_CLASSES,
-                                               'fusion.visibility_block': 2})
+                                               'fusion.visibility_block': 2, 'teacher.source': 'synthetic'})
 
 
 def method(**changes):
-    base = {'teacher': 'synthetic', 'setting': None, 'affinity3d.setting': 'gzs', 'store.shard_units': 2,
+    base = {'setting': None, 'affinity3d.setting': 'gzs', 'store.shard_units': 2,
             'affinity3d.unseen': ','.join(UNSEEN), 'affinity3d.affinity.queue_size': 10,
             'methods': 'dense,affinity3d,cns,pop3d'}
     base.pop('setting')

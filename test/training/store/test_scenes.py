@@ -77,7 +77,7 @@ def test_an_rgbd_room_bag_becomes_scenes_with_pseudo_masks(tmp_path):
     args = ['pseudo-label', str(tmp_path / 'rgbd'), '--out', str(out), '--teacher', 'synthetic', '--quiet',
             '--depth-topic', '/camera/depth/image_rect', '--fixed-frame', 'map', '--scene-sweeps', '2',
             '--scene-voxel', '0.03', '--vocabulary', ','.join(ROOM_CLASSES), '--methods', 'dense,unscene3d',
-            '--method-set', 'synthetic.downsample=2', '--set', 'fusion.visibility_block=2',
+            '--set', 'teacher.synthetic_downsample=2', '--set', 'fusion.visibility_block=2',
             '--method-set', 'unscene3d.segments.voxel_size=0.05',
             '--method-set', 'unscene3d.segments.min_size=10',
             '--method-set', 'unscene3d.ncut.min_foreground_segments=3']          # a sparse, small scan
