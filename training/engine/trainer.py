@@ -540,12 +540,17 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------- the end
     def final_student_config(self) -> StudentConfig:
-        """Return the student config with the vocabulary it was trained for and the run's provenance."""
+        """Return the student config with the vocabulary it was trained for and the run's provenance.
+
+        ``vocabulary``: name, classes, hash and the store's (K, C) class text embeddings
+        (:meth:`StudentConfig.set_trained_vocabulary`), so the student labeller can classify without a CLIP
+        (``labeller.text_source: student``).
+        """
         info = self.train_set.info
         meaningful = info.labels_meaningful and self.recipe.trains_point_semantics()
         cfg = StudentConfig.from_dict(self.student_config.to_dict())
-        cfg.vocabulary = {'name': info.vocabulary_name, 'classes': list(info.class_names),
-                          'hash': info.vocabulary_hash}
+        # the (K, C) text embeddings it is trained against travel with it (checkpoint config, ONNX metadata)
+        cfg.set_trained_vocabulary(info.vocabulary_name, info.class_names, info.text_embeddings)
         if meaningful:
             note = ''
         elif not info.labels_meaningful:
