@@ -60,7 +60,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 HEADLINE_ROWS = [
     ('miou', 'mIoU (headline protocol)', _pct), ('accuracy', 'accuracy', _pct),
     ('miou_all_points', 'mIoU, all points', _pct), ('miou_front_view', 'mIoU, front view (camera FOV)', _pct),
-    ('miou_visible', 'mIoU, visible points', _pct), ('lidar_miou', 'LiDAR mIoU (POP-3D)', _pct),
+    ('miou_visible', 'mIoU, visible points', _pct),
+    ('miou_invisible', 'mIoU, points no camera sees', _pct), ('lidar_miou', 'LiDAR mIoU (POP-3D)', _pct),
     ('miou_seen', 'mIoU seen', _pct), ('miou_unseen', 'mIoU unseen', _pct),
     ('hiou', 'hIoU (Affinity3D Eq. 21)', _pct),
     ('miou_head', 'mIoU head', _pct), ('miou_common', 'mIoU common', _pct), ('miou_tail', 'mIoU tail', _pct),

@@ -8,7 +8,8 @@ to it. What each accumulator receives:
   a miss) against the mapped ground truth over all points, over the points in a camera's field of view
   (the front-view protocol, Affinity3D Sec. 4.1, which is also POP-3D's "LiDAR mIoU" set: points that
   project into a camera; a ``LidarSemanticAccumulator``), and over the points a camera sees after the
-  occlusion test (``Outputs.visible``).
+  occlusion test (``Outputs.visible``), and ``semantic_invisible`` over the points no camera sees (the rest:
+  where a 2D teacher has no evidence and a LiDAR student still labels).
 - ``occupancy`` (POP-3D Sec. 4.1): the ray-cast ground truth of the sweep (``truth.ray_cast_truth``) against
   the predicted voxels: the pipeline's semantic voxels (``Outputs.voxels``: the student's occupancy head
   (p > 0.5) on its grid when ``Outputs.occupancy_3d`` is present, else the voxels of the config grid that
@@ -41,8 +42,8 @@ from perception_nodes.metrics.instances import masks_from_ids
 from perception_nodes.metrics.occupancy import LidarSemanticAccumulator, OccupancyAccumulator
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
 
-STATE_VERSION = 1
-SEMANTIC_SETS = ('all', 'fov', 'visible')
+STATE_VERSION = 2
+SEMANTIC_SETS = ('all', 'fov', 'visible', 'invisible')
 
 
 @dataclass
@@ -71,7 +72,8 @@ class BagScore:
         names = list(class_names)
         sem = {'all': SemanticAccumulator(class_names=names),
                'fov': LidarSemanticAccumulator(class_names=names),
-               'visible': SemanticAccumulator(class_names=names)}
+               'visible': SemanticAccumulator(class_names=names),
+               'invisible': SemanticAccumulator(class_names=names)}
         size = options.min_region_size
         return cls(class_names=names, semantic=sem,
                    occupancy=OccupancyAccumulator(names) if occupancy else None,
@@ -99,7 +101,7 @@ class BagScore:
         if not isinstance(state, dict) or state.get('version') != STATE_VERSION:
             raise ValueError(f'not a bag-score state of version {STATE_VERSION}')
         sem_types = {'all': SemanticAccumulator, 'fov': LidarSemanticAccumulator,
-                     'visible': SemanticAccumulator}
+                     'visible': SemanticAccumulator, 'invisible': SemanticAccumulator}
 
         def opt(kind: Any, value: Any) -> Any:
             return None if value is None else kind.from_state(value)
@@ -201,12 +203,14 @@ class Scorer:
         c['points_evaluated_fov'] += int((labelled & fov).sum())
         c['points_visible'] += int(visible.sum())
         c['points_evaluated_visible'] += int((labelled & visible).sum())
+        c['points_evaluated_invisible'] += int((labelled & ~visible).sum())
         c['points_unknown_pred'] += int((pred == UNKNOWN_LABEL).sum())
         c['points_ignored_listed'] += int((~labelled).sum())
         if self.do_semantic:
             score.semantic['all'].update(pred, gt)
             score.semantic['fov'].update(pred, gt, fov)
             score.semantic['visible'].update(pred, gt, visible)
+            score.semantic['invisible'].update(pred, gt, ~visible)
         if self.do_occupancy:
             self._occupancy(score, frame, outputs, gt)
         if self.do_retrieval:

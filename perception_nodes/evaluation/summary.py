@@ -4,7 +4,8 @@ Every metric is computed by ``perception_nodes.metrics`` from the accumulators; 
 protocols and splits (seen / unseen / hIoU: Affinity3D Eq. 21; head / common / tail: ScanNet200 Sec. 4)
 and lays the numbers out. Protocol names in the summary: ``all`` (every point with ground truth),
 ``front_view`` (points in a camera's field of view: Affinity3D's front view and POP-3D's "LiDAR mIoU"
-points) and ``visible`` (points a camera sees after the occlusion test, ``Outputs.visible``).
+points), ``visible`` (points a camera sees after the occlusion test, ``Outputs.visible``) and ``invisible``
+(the other points: no camera sees them).
 """
 from __future__ import annotations
 
@@ -22,12 +23,13 @@ from perception_nodes.metrics import SemanticReport, head_common_tail, seen_unse
 from perception_nodes.metrics.semantic import frequency_splits
 from perception_nodes.stats import percentiles
 
-PROTOCOLS = {'all': 'all', 'front_view': 'fov', 'visible': 'visible'}
+PROTOCOLS = {'all': 'all', 'front_view': 'fov', 'visible': 'visible', 'invisible': 'invisible'}
 PROTOCOL_TEXT = {
     'all': 'every point with ground truth',
     'front_view': 'points inside a camera\'s field of view, no occlusion test (Affinity3D front view; POP-3D '
                   '"LiDAR mIoU")',
     'visible': 'points a camera sees after the occlusion test (Outputs.visible)',
+    'invisible': 'points no camera sees (not Outputs.visible): a 2D teacher has no evidence there',
 }
 
 
@@ -129,6 +131,7 @@ def summarize(score: BagScore, ctx: SummaryContext) -> dict[str, Any]:
             'evaluated_all': c.get('points_evaluated_all', 0),
             'evaluated_front_view': c.get('points_evaluated_fov', 0),
             'evaluated_visible': c.get('points_evaluated_visible', 0),
+            'evaluated_invisible': c.get('points_evaluated_invisible', 0),
             'fraction_evaluated_all': _fraction(c.get('points_evaluated_all', 0), n),
             'fraction_evaluated_front_view': _fraction(c.get('points_evaluated_fov', 0), n),
             'fraction_evaluated_visible': _fraction(c.get('points_evaluated_visible', 0), n),
@@ -207,6 +210,7 @@ def headline(summary: dict[str, Any], ctx: SummaryContext) -> dict[str, Any]:
         'miou_all_points': sem['all'].get('miou'),
         'miou_front_view': sem['front_view'].get('miou'),
         'miou_visible': sem['visible'].get('miou'),
+        'miou_invisible': sem['invisible'].get('miou'),
         'lidar_miou': summary['lidar_miou'],
         'miou_seen': su.get('miou_seen'), 'miou_unseen': su.get('miou_unseen'), 'hiou': su.get('hiou'),
         'miou_head': (splits.get('head') or {}).get('miou'),

@@ -57,11 +57,14 @@ def test_semantic_numbers_equal_hand_scoring_of_the_same_outputs(oracle_run, sim
     every = [(t.gt, o.labels, np.ones(len(t.gt), bool)) for _, o, t in seen]
     front = [(t.gt, o.labels, t.fov) for _, o, t in seen]
     visible = [(t.gt, o.labels, o.visible) for _, o, t in seen]
+    hidden = [(t.gt, o.labels, ~o.visible) for _, o, t in seen]
     h = report['headline']
     assert h['miou_all_points'] == pytest.approx(_hand_miou(every), abs=1e-12)
     assert h['miou_front_view'] == pytest.approx(_hand_miou(front), abs=1e-12)
     assert h['lidar_miou'] == h['miou_front_view']
     assert h['miou_visible'] == pytest.approx(_hand_miou(visible), abs=1e-12)
+    assert h['miou_invisible'] == pytest.approx(_hand_miou(hidden), abs=1e-12)
+    assert h['miou_invisible'] < 0.5 * h['miou_visible']         # a 2D teacher has little evidence there
     # the oracle labels the camera views well, points behind the cameras stay unknown
     assert h['miou_front_view'] > 0.4 > h['miou_all_points']
     n = sum(len(t.gt) for _, _, t in seen)
