@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # torch and open_clip are only needed for embedding
     from perception_nodes.teacher.clip_models import LoadedClip
 
 PACKAGE = 'perception_nodes'
-BUILTIN_VOCABULARIES = ('semantickitti', 'nuscenes', 'scannet20', 'scannet200', 'sim')
+BUILTIN_VOCABULARIES = ('semantickitti', 'nuscenes', 'scannet20', 'scannet200', 'sim', 'street')
 
 # The 80 prompt templates CLIP used for ImageNet zero-shot classification (Radford et al. 2021).
 DEFAULT_TEMPLATES: tuple[str, ...] = (

@@ -152,8 +152,8 @@ class VocabularyConfig:
     """What the user can name."""
 
     classes: list[str] = key(['semantickitti'], 'Class names, or one entry naming a built-in vocabulary '
-                             '(semantickitti, nuscenes, scannet20, scannet200, sim) or a vocabulary YAML '
-                             'file', live=True)
+                             '(semantickitti, nuscenes, scannet20, scannet200, sim, street) or a vocabulary '
+                             'YAML file', live=True)
     templates: list[str] = key([], "CLIP prompt templates containing '{}'. Empty: the CLIP zero-shot "
                                'ensemble', live=True)
 

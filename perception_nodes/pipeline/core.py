@@ -306,7 +306,7 @@ class Pipeline:
     def _trained_rows(self, vocab: Vocabulary, requested: Any) -> tuple[Vocabulary, torch.Tensor]:
         """text_source student: (vocabulary, its rows of the trained text embeddings) (set_vocabulary)."""
         from perception_nodes.config import VocabularyConfig
-        from perception_nodes.vocabulary import vocabulary_from_names
+        from perception_nodes.vocabulary import BUILTIN_VOCABULARIES, vocabulary_from_names
         assert self.trained_text is not None
         names, emb = self.trained_text
         missing = [n for n in vocab.names if n not in names]
@@ -317,6 +317,8 @@ class Pipeline:
         if given == VocabularyConfig().classes:        # the default: every trained class
             student = self.labeller if isinstance(self.labeller, StudentLabeller) else self.labeller.student
             name = str((student.student_config.vocabulary or {}).get('name') or 'trained')
+            if name in BUILTIN_VOCABULARIES and load_vocabulary(name).names == names:
+                return load_vocabulary(name), emb                 # its colours and dataset ids too
             return vocabulary_from_names(names, name=name), emb
         raise ValueError(f'labeller.text_source: student knows only the classes the student was trained for '
                          f'({", ".join(names)}); {", ".join(missing)} are not among them: give a subset '
