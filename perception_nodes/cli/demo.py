@@ -18,6 +18,8 @@ Stages (each one's artefacts under ``DIR``; ``DIR/summary.json`` collects them):
    teacher (``teacher.source: synthetic``) and with the student on ONNX Runtime
    (``labeller.text_source: student``: its own text embeddings, no CLIP); ``eval/teacher/``,
    ``eval/student/``: ``ovp eval`` of both on every held-out bag (report.json, report.md, PNGs). The
+   student's grids and voxels come from the LiDAR geometry unless the recipe trains its occupancy head
+   (pop3d). The
    summary's table puts side by side the mIoU of the pseudo-labels, the teacher and the student on all
    points, on the points a camera sees and on the points no camera sees.
 6. ``kitti_teacher/`` (or ``kitti_geometry/``), ``kitti_student/``: the real KITTI bag through the 2D
@@ -199,6 +201,14 @@ def _export(checkpoint: Path, onnx: Path) -> Path:
         raise CliError(str(exc)) from None
 
 
+def _student_settings(onnx: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """The student runs: ONNX Runtime, its own text embeddings; its occupancy head only if trained (pop3d)."""
+    recipe = (report['stages'].get('train') or {}).get('recipe')
+    return {'labeller.kind': 'student', 'labeller.student': str(onnx), 'labeller.backend': 'onnxruntime',
+            'labeller.text_source': 'student',
+            'grids.occupancy_source': 'student' if recipe == 'pop3d' else 'geometry'}
+
+
 def _pct(value: float | None) -> str:
     return '   n/a' if value is None else f'{100 * value:6.1f}'
 
@@ -318,9 +328,7 @@ def _heldout_stages(out: Path, sim: Any, onnx: Path | None, heldout: list[Path],
     stage: dict[str, Any] = {}
     runs = [('teacher', with_overrides(sim, {'labeller.kind': 'teacher'}))]
     if onnx is not None:
-        runs.append(('student', with_overrides(sim, {
-            'labeller.kind': 'student', 'labeller.student': str(onnx), 'labeller.backend': 'onnxruntime',
-            'labeller.text_source': 'student'})))
+        runs.append(('student', with_overrides(sim, _student_settings(onnx, report))))
     for who, config in runs:
         t = time.perf_counter()
         say(f'ovp replay + ovp eval --labeller {who} on the held-out synthetic bag(s) ...')
@@ -353,9 +361,7 @@ def _kitti_stages(out: Path, base: Any, onnx: Path | None, kitti: Path, vocabula
         pipeline.close()
     if onnx is not None:
         # the default vocabulary gives the student's trained classes (a given one must be a subset of them)
-        overrides = {'labeller.kind': 'student', 'labeller.student': str(onnx),
-                     'labeller.backend': 'onnxruntime', 'labeller.text_source': 'student'}
-        pipeline = _pipeline(with_overrides(base, overrides))
+        pipeline = _pipeline(with_overrides(base, _student_settings(onnx, report)))
         say('ovp replay --labeller student of the real KITTI bag (trained on SYNTHETIC data) ...')
         try:
             info = _replay(kitti, pipeline, out / 'kitti_student', progress)
