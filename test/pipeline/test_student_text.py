@@ -132,3 +132,15 @@ def test_an_untrained_student_has_no_text_to_use(tmp_path):
                                                  'labeller.text_source': 'student'})
     with pytest.raises(ValueError, match='carries no trained text embeddings'):
         Pipeline(config)
+
+
+def test_ensemble_with_the_synthetic_teacher_and_the_students_own_text(trained, frame):
+    pipeline = Pipeline(_config(trained, **{'labeller.kind': 'ensemble', 'teacher.source': 'synthetic',
+                                            'fusion.visibility_block': 2}))
+    assert pipeline.clip is None and pipeline.class_names == SIM_CLASSES
+    student, teacher = pipeline.labeller.student, pipeline.labeller.teacher
+    torch.testing.assert_close(teacher.text, trained['text'])                  # the teacher's own space
+    torch.testing.assert_close(student.clip_text, trained['text'])             # the student's trained rows
+    out = pipeline.process(frame)
+    assert (out.labels != UNKNOWN_LABEL).all()
+    assert any('synthetic CLIP-like teacher' in n for n in out.notes)
