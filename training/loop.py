@@ -64,7 +64,7 @@ def make_store(bags: Sequence[str | os.PathLike], out: str | os.PathLike, config
 
 
 def train_overrides(recipe: str, steps: int, progress: bool) -> list[str]:
-    """The ``--set`` overrides of the demo's training run (module docstring)."""
+    """Return the ``--set`` overrides of the demo's training run (module docstring)."""
     if recipe not in RECIPES:
         raise ValueError(f'demo recipe must be one of {sorted(RECIPES)}, got {recipe!r}')
     if steps < 1:

@@ -202,7 +202,7 @@ def _export(checkpoint: Path, onnx: Path) -> Path:
 
 
 def _student_settings(onnx: Path, report: dict[str, Any]) -> dict[str, Any]:
-    """The student runs: ONNX Runtime, its own text embeddings; its occupancy head only if trained (pop3d)."""
+    """Return the student runs' settings: ONNX Runtime, own text embeddings, occupancy head if trained."""
     recipe = (report['stages'].get('train') or {}).get('recipe')
     return {'labeller.kind': 'student', 'labeller.student': str(onnx), 'labeller.backend': 'onnxruntime',
             'labeller.text_source': 'student',
@@ -374,7 +374,7 @@ def _kitti_stages(out: Path, base: Any, onnx: Path | None, kitti: Path, vocabula
 
 
 def _table(report: dict[str, Any]) -> dict[str, Any]:
-    """The teacher-vs-student table: mIoU of pseudo-labels, teacher and student on the held-out frames."""
+    """Return the teacher-vs-student table: mIoU of pseudo-labels, teacher, student on held-out frames."""
     held = report['stages'].get('heldout') or {}
     val = (report['stages'].get('train') or {}).get('validation') or {}
     pseudo = {'all': 'teacher', 'visible': 'teacher_visible', 'invisible': 'teacher_invisible'}

@@ -159,7 +159,7 @@ class Pipeline:
             self.set_vocabulary(cfg.vocabulary.classes)
 
     def _trained_text(self, student: StudentLabeller) -> tuple[list[str], torch.Tensor]:
-        """The student's trained (class names, text embeddings); a one-line error when it has none."""
+        """Return the student's trained (class names, text embeddings); a one-line error when it has none."""
         config = student.student_config
         trained = config.trained_text() if config is not None else None
         if trained is None:

@@ -44,7 +44,7 @@ class SyntheticSpec:
                    int(teacher.synthetic_noise_seed), int(teacher.synthetic_downsample))
 
     def identity(self) -> dict[str, Any]:
-        """The teacher identity a pseudo-label store and a student's provenance record (no note)."""
+        """Return the teacher identity a pseudo-label store and a student's provenance record (no note)."""
         return {'kind': 'oracle', 'model': 'ClipLikeTeacher', 'pretrained': 'synthetic',
                 'identity': f'ClipLikeTeacher:dim{self.embed_dim}:text{self.text_seed}:'
                             f'noise{self.noise_seed}:down{self.downsample}',
