@@ -60,6 +60,30 @@ def test_sim_bag_with_random_clip_rerun_and_compare(bags, tmp_path, capsys, tiny
     assert (tmp_path / 'cmp' / 'compare_class_iou.png').is_file()
 
 
+def test_sim_bag_with_the_synthetic_teacher_on_the_one_path(bags, tmp_path, capsys):
+    """``--set teacher.source=synthetic``: no CLIP, meaningful labels from the truth rasters, said so."""
+    out = tmp_path / 'synthetic'
+    assert main(['eval', str(bags / 'truth'), '--out', str(out), '--vocabulary', 'sim', '--labeller',
+                 'teacher', '--set', 'teacher.source=synthetic', '--set', 'teacher.synthetic_downsample=2',
+                 '--retrieval', '--quiet']) == 0
+    report = _report(out)
+    assert report['header']['labels_meaningful'] is True and 'clip' not in report['labeller']
+    assert report['labeller']['synthetic_teacher']['model'] == 'ClipLikeTeacher'
+    h = report['headline']
+    assert h['miou_visible'] > h['miou_invisible'] >= 0 and h['fraction_unknown'] < 1
+    assert h['retrieval_map'] > 0                                    # class-name queries, no text encoder
+    assert any('synthetic CLIP-like teacher' in n for n in report['overall']['notes'])
+    replay = tmp_path / 'replay'
+    assert main(['replay', '--bag', str(bags / 'truth'), '--out', str(replay), '--vocabulary', 'sim',
+                 '--set', 'teacher.source=synthetic', '--quiet']) == 0
+    assert json.loads((replay / 'summary.json').read_text())['labels_meaningful'] is True
+    # a bag without truth rasters: one line saying what the synthetic teacher needs
+    capsys.readouterr()
+    assert main(['replay', '--bag', str(bags / 'plain'), '--out', str(tmp_path / 'plain'), '--vocabulary',
+                 'sim', '--set', 'teacher.source=synthetic', '--quiet']) == 2
+    assert 'synthetic bags only' in capsys.readouterr().err
+
+
 def test_bad_inputs_exit_2(bags, tmp_path, capsys, tiny):
     out = str(tmp_path / 'r')
     assert main(['eval', str(bags / 'plain'), '--out', out, '--vocabulary', 'sim', *tiny]) == 2
