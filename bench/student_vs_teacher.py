@@ -2,7 +2,7 @@
 """Does the student beat its teacher? And the per-recipe ablations, on the synthetic world. One JSON out.
 
     python bench/student_vs_teacher.py --out DIR [--train-seqs 4] [--val-seqs 2] [--frames 8]
-        [--steps 300] [--kt-steps 100] [--pop3d-steps 100] [--runs a,b] [--dry-run]
+        [--steps 1500] [--kt-steps 150] [--pop3d-steps 300] [--runs a,b] [--dry-run]
 
 1. Street sequences of the synthetic world (``perception_nodes.geometry.sim.street``: 11 classes, two
    cameras, a 32 x 1024 LiDAR, the ego driving 1.5 m per sweep with odom poses) as bags with their truth:
@@ -14,7 +14,9 @@
    dense "MC" labels, what POP-3D's and CNS's students learn from), each a training and a validation store
    (whose labels are the pseudo-labels of the held-out frames).
 3. One training run per arm (:data:`ARMS`, ``python -m training.train`` in a subprocess each, so each has
-   its own peak RSS), the deployable range student (``StudentConfig.deployable()``: range_unet, proj_dim 64).
+   its own peak RSS, and ONE intra-op thread: on a shared 2-core CPU two OpenMP threads collapse, measured
+   1.2 against 5.2 frames/s), the deployable range student (``StudentConfig.deployable()``: range_unet,
+   proj_dim 64).
    Every final student is then scored on both validation stores (``training.engine.hooks.evaluate``): its
    mIoU on all / camera-visible / camera-invisible points (after the occlusion test) beside the mIoU of
    both kinds of pseudo-labels on the same points.
@@ -160,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--train-seqs', type=int, default=4)
     parser.add_argument('--val-seqs', type=int, default=2)
     parser.add_argument('--frames', type=int, default=8, help='sweeps per street sequence')
-    parser.add_argument('--steps', type=int, default=300, help='steps of the affinity3d arms without KT')
-    parser.add_argument('--kt-steps', type=int, default=100, help='steps of the knowledge-transfer pair')
-    parser.add_argument('--pop3d-steps', type=int, default=100)
+    parser.add_argument('--steps', type=int, default=1500, help='steps of the affinity3d arms without KT')
+    parser.add_argument('--kt-steps', type=int, default=150, help='steps of the knowledge-transfer pair')
+    parser.add_argument('--pop3d-steps', type=int, default=300)
     parser.add_argument('--runs', help='comma-separated subset of the arms')
     parser.add_argument('--dry-run', action='store_true', help='print the commands only')
     args = parser.parse_args(argv)
@@ -171,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = {'steps': args.steps, 'kt_steps': args.kt_steps, 'pop3d_steps': args.pop3d_steps}
     wanted = set(args.runs.split(',')) if args.runs else None
     data = {} if args.dry_run else build_data(out, args.train_seqs, args.val_seqs, args.frames)
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
+               OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     runs: dict[str, Any] = {}
     commands = []
     for name, recipe, labels, key, overrides in ARMS:
