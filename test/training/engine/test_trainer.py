@@ -118,6 +118,12 @@ def test_trained_student_carries_vocabulary_and_provenance_and_exports(tmp_path,
     assert trained.shape == fresh.shape == (8, 16) and not torch.allclose(trained, fresh)   # it was learned
     val = summary['validation']
     assert val['student']['miou'] is not None and val['teacher']['miou'] > 0
+    # the pseudo-labels exist only where a camera sees: none on the invisible points, the student's 360
+    assert val['teacher_invisible']['miou'] == 0.0 and val['teacher_invisible']['coverage'] == 0.0
+    assert val['student_invisible']['coverage'] > 0.9
+    names, emb = cfg.trained_text()
+    assert names == open_source(sim).info.class_names
+    assert torch.equal(emb, open_source(sim).info.text_embeddings.float())
     assert ovp(['export', '--checkpoint', str(tmp_path / 'run' / 'student'), '--onnx',
                 str(tmp_path / 's.onnx'), '--max-points', '2048']) == 0
     onnx_cfg, points, projection = read_onnx_metadata(tmp_path / 's.onnx')
