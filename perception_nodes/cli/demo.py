@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--kitti-frames', type=int, default=3, help='KITTI raw frames (default 3; 0 = skip)')
     parser.add_argument('--recipe', choices=('affinity3d', 'pop3d'), default='affinity3d',
                         help='training recipe (default affinity3d, without its image branch)')
-    parser.add_argument('--train-steps', type=int, default=300, help='training steps (default 300)')
+    parser.add_argument('--train-steps', type=int, default=1000, help='training steps (default 1000)')
     parser.add_argument('--no-student', action='store_true', help='skip pseudo-labelling, training and the '
                                                                   'student (teacher and inputs only)')
     parser.add_argument('--quiet', action='store_true', help='no progress bars')
