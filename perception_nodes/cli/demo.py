@@ -238,6 +238,9 @@ def run(args: argparse.Namespace) -> int:
     vocabulary_given = args.vocabulary is not None or (
         args.config is not None and base.vocabulary.classes != VocabularyConfig().classes)
     seconds: dict[str, float] = {}
+    import torch
+    if base.runtime.torch_threads > 0:        # as the pipeline does: OpenMP collapses on small shared CPUs
+        torch.set_num_threads(base.runtime.torch_threads)
     t = time.perf_counter()
     bags = _inputs(out, args, base.replay.storage, say)
     seconds['inputs'] = time.perf_counter() - t
