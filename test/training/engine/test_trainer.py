@@ -128,6 +128,7 @@ def test_trained_student_carries_vocabulary_and_provenance_and_exports(tmp_path,
                 str(tmp_path / 's.onnx'), '--max-points', '2048']) == 0
     onnx_cfg, points, projection = read_onnx_metadata(tmp_path / 's.onnx')
     assert onnx_cfg.provenance['run_id'] == summary['run_id'] and points == 2048
+    assert onnx_cfg.trained_text()[0] == names and torch.equal(onnx_cfg.trained_text()[1], emb)  # ovp export
     assert projection.shape == (8, 16)
     assert torch.allclose(torch.from_numpy(projection), model.language.text_projection.weight, atol=1e-6)
     for name in ('log.jsonl', 'validation.jsonl', 'summary.json', 'config.yaml', 'run.json'):
