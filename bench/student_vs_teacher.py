@@ -27,7 +27,8 @@ reports its student above its MaskCLIP+ targets, 26.4 vs 23.0 mIoU; CNS reports 
 direction (Affinity3D Table 3: the visible-only knowledge transfer adds mIoU; Eq. 19: Lovász with α = 2;
 POP-3D Eq. 8: the feature loss λ = 1). Arms that share every setting but the one ablated are compared; the
 knowledge-transfer arms are shorter (``--kt-steps``: the ResNet-34 branch costs ~8x a step on a CPU).
-The labels come from the synthetic teacher, NOT from CLIP; nothing here is a CLIP number.
+``seed_spread``: the short no-KT arm with seeds 0, 1, 2 (the noise floor of a one-seed difference). The
+labels come from the synthetic teacher, NOT from CLIP; nothing here is a CLIP number.
 """
 from __future__ import annotations
 
@@ -65,7 +66,11 @@ ARMS: list[tuple[str, str, str, str, list[str]]] = [
     ('pop3d', 'pop3d', 'pl', 'pop3d_steps', ['schedule.warmup_steps=20']),
     ('pop3d_no_feature_loss', 'pop3d', 'pl', 'pop3d_steps', ['schedule.warmup_steps=20', 'recipe.lam=0']),
     ('a3d_no_kt_mc', 'affinity3d', 'mc', 'steps', A3D + [NO_KT]),
+    # the same short arm with other seeds: how far apart one seed's runs land (the ablations' noise floor)
+    ('a3d_no_kt_short_seed1', 'affinity3d', 'pl', 'kt_steps', A3D + [NO_KT, 'seed=1']),
+    ('a3d_no_kt_short_seed2', 'affinity3d', 'pl', 'kt_steps', A3D + [NO_KT, 'seed=2']),
 ]
+SEED_ARMS = ('a3d_no_kt_short', 'a3d_no_kt_short_seed1', 'a3d_no_kt_short_seed2')
 # (what, full arm, ablated arm, metric, paper direction of full - ablated, paper)
 ABLATIONS = [
     ('Affinity3D knowledge transfer (visible-only KT branch)', 'a3d_kt_short', 'a3d_no_kt_short',
@@ -239,6 +244,14 @@ def main(argv: list[str] | None = None) -> int:
             'what': what, 'full': full, 'ablated': ablated, 'metric': f'{metric}.miou', 'full_value': a,
             'ablated_value': b, 'full_minus_ablated': diff, 'paper_direction': direction, 'paper': paper,
             'same_direction': None if diff is None else (diff > 0) == (direction == '+')})
+    spread = {}
+    for metric in ('student', 'student_visible', 'student_invisible'):
+        values = [runs[a][metric] for a in SEED_ARMS if runs.get(a, {}).get(metric) is not None]
+        if len(values) > 1:
+            spread[metric] = {'values': values, 'range': round(max(values) - min(values), 6)}
+    result['seed_spread'] = {'arms': list(SEED_ARMS), 'note': 'the same arm (affinity3d without KT, '
+                             f'{args.kt_steps} steps) with seeds 0, 1, 2: differences below this range are '
+                             'not resolved by one seed', **spread}
     (out / 'student_vs_teacher.json').write_text(json.dumps(result, indent=1))
     print(json.dumps(result))
     return 0
