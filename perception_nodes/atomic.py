@@ -75,7 +75,7 @@ def _pid_exists(pid: int) -> bool:
 
 
 def owner_is_dead(tag: str) -> bool:
-    """True when ``tag`` (:func:`owner_tag`) names a process of this host that no longer exists."""
+    """Return True when ``tag`` (:func:`owner_tag`) names a process of this host that no longer exists."""
     m = _TAG.fullmatch(tag)
     if m is None or m['host'] != _host():
         return False

@@ -443,7 +443,7 @@ class BagWriter:
         return conn
 
     def serialize(self, topic: str, msgtype: str, msg: Any, stamp_ns: Any) -> tuple[int, bytes]:
-        """(checked log time, CDR bytes) of one message, or :class:`BagWriteError`; nothing is written."""
+        """Return (checked log time, CDR bytes) of one message, or raise :class:`BagWriteError`."""
         stamp = check_log_time(topic, stamp_ns)
         if msgtype not in self.msgs.typestore.types:
             raise BagWriteError(f'{topic}: unknown message type {msgtype!r}', topic, stamp_ns)
@@ -570,7 +570,7 @@ def _hold_lock(folder: Path) -> int | None:
 
 
 def _lock_held(folder: Path) -> bool:
-    """True when another process holds ``folder/.lock`` (a live writer whatever its PID says)."""
+    """Return True when another process holds ``folder/.lock`` (a live writer, whatever its PID says)."""
     try:
         import fcntl
         fd = os.open(folder / _LOCK_NAME, os.O_RDWR)

@@ -38,7 +38,7 @@ TINY = ['--clip-model', 'ovp-tiny', '--clip-pretrained', 'none', '--quiet']
 
 @pytest.fixture(scope='session')
 def kitti_bag(kitti_raw_dir, tmp_path_factory) -> Path:
-    """The clean input: the first 3 frames of the real KITTI raw sample as an MCAP bag."""
+    """Provide the clean input: the first 3 frames of the real KITTI raw sample as an MCAP bag."""
     from perception_nodes.io.sample_bags import write_kitti_sample_bag
     path = tmp_path_factory.mktemp('kitti') / 'kitti'
     write_kitti_sample_bag(kitti_raw_dir, path, max_frames=FRAMES)
@@ -125,7 +125,7 @@ class Kit:
 
 @pytest.fixture
 def kit(kitti_bag, clip_cache, tmp_path, capsys, monkeypatch) -> Kit:
-    """A :class:`Kit` on the clean KITTI bag, with its own folder and the shared CLIP cache."""
+    """Provide a :class:`Kit` on the clean KITTI bag, with its own folder and the shared CLIP cache."""
     monkeypatch.setenv('OVP_CLIP_CACHE', str(clip_cache))
     config = tmp_path / 'fast.yaml'
     config.write_text(FAST_CONFIG)
@@ -141,7 +141,7 @@ def png_chunk(kind: bytes, body: bytes) -> bytes:
 
 @functools.lru_cache(maxsize=2)
 def png_bomb(width: int = 32000, height: int = 32000) -> bytes:
-    """A valid 1-bit grey PNG of ``width`` x ``height`` zeros: ~124 KB decoding to ``width*height`` bytes."""
+    """Return a valid 1-bit grey PNG of ``width`` x ``height`` zeros (~124 KB, ``width*height`` B decoded)."""
     row = b'\x00' * (1 + (width + 7) // 8)           # filter byte + packed bits
     comp = zlib.compressobj(9)
     parts = []
@@ -162,7 +162,7 @@ def with_png_size(png: bytes, width: int, height: int) -> bytes:
 
 
 def to_compressed(m: BagMessage, payload: bytes, fmt: str) -> BagMessage:
-    """The Image message ``m`` as a CompressedImage on ``/camera_2/image_raw/compressed``."""
+    """Return the Image message ``m`` as a CompressedImage on ``/camera_2/image_raw/compressed``."""
     from perception_nodes.io.messages import default_message_types
     msg = default_message_types().new('sensor_msgs/msg/CompressedImage', header=m.msg.header, format=fmt,
                                       data=np.frombuffer(payload, dtype=np.uint8))
@@ -170,7 +170,7 @@ def to_compressed(m: BagMessage, payload: bytes, fmt: str) -> BagMessage:
 
 
 def encode(m: BagMessage, ext: str) -> bytes:
-    """The Image message's pixels encoded by OpenCV as ``ext`` ('.png', '.jpg', '.bmp', '.tiff')."""
+    """Return the Image message's pixels encoded by OpenCV as ``ext`` ('.png', '.jpg', '.bmp', '.tiff')."""
     import cv2
     from perception_nodes.io.image import image_to_rgb
     ok, buf = cv2.imencode(ext, cv2.cvtColor(image_to_rgb(m.msg), cv2.COLOR_RGB2BGR))
@@ -208,7 +208,7 @@ def listing(folder: Path) -> list[str]:
 
 @pytest.fixture
 def hostile():
-    """The payload builders and measurements of this module, for the test modules (importlib mode)."""
+    """Provide the payload builders and measurements of this module, for the test modules (importlib mode)."""
     from types import SimpleNamespace
     return SimpleNamespace(png_bomb=png_bomb, with_png_size=with_png_size, to_compressed=to_compressed,
                            encode=encode, png_chunk=png_chunk, reset_peak_rss=reset_peak_rss,
