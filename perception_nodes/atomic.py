@@ -63,8 +63,8 @@ def owner_tag() -> str:
 
 
 def _pid_exists(pid: int) -> bool:
-    if pid <= 0:
-        return True                 # not a real owner: never treat it as gone
+    if pid <= 0 or os.name == 'nt':
+        return True                 # not a real owner / no signal 0 on Windows: never treat it as gone
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

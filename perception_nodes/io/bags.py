@@ -532,7 +532,11 @@ def recover_output(path: str | os.PathLike) -> list[str]:
     for old in olds:
         previous = old / 'old'
         if not (path.exists() or path.is_symlink()) and (previous.exists() or previous.is_symlink()):
-            os.replace(previous, path)
+            try:
+                os.replace(previous, path)
+            except OSError as exc:
+                notes.append(f'could not restore {path} from {old.name} ({exc}); left it there')
+                continue
             notes.append(f'restored {path} from {old.name}: an earlier overwrite was killed between its '
                          'two renames')
         shutil.rmtree(old, ignore_errors=True)
