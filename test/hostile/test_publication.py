@@ -158,7 +158,7 @@ def test_item10_kill_between_the_two_renames_is_rolled_back(kit, hostile):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not out.exists()                                       # the crash window the issue describes
     left = sorted(set(hostile.listing(kit.tmp)) - set(names))
-    assert [n.rsplit('.', 1)[1] for n in left] == ['old', 'partial'], left
+    assert sorted(n.rsplit('.', 1)[1] for n in left) == ['old', 'partial'], left
 
     run = kit.replay(kit.clean, out, '--labeller', 'none')        # no --overwrite: OUT is back
     assert run.rc == 2
