@@ -7,8 +7,9 @@ for the ROS nodes (message_filters synchronizes live topics) alike. The rules, d
   non-empty; the leading ``/`` of a frame id is stripped (ROS 1 style), and ``inputs.lidar_frame`` replaces
   it when set. ``x, y, z`` are required; points with a non-finite coordinate are dropped (counted
   ``nonfinite_points``). Intensity comes from the first of the fields :data:`INTENSITY_FIELDS`
-  (``intensity``, ``i``, ``reflectivity``); non-finite intensities become 0. Ground-truth ``label`` and
-  ``instance`` fields are carried into ``Frame.labels`` / ``Frame.instances`` (evaluation, pseudo-labels).
+  (``intensity``, ``i``, ``reflectivity``); non-finite intensities (and values beyond float32) become 0.
+  Ground-truth ``label`` and ``instance`` fields (integer types; as int64, never wrapped) are carried into
+  ``Frame.labels`` / ``Frame.instances`` (evaluation, pseudo-labels).
   A cloud that breaks these rules skips the frame (``bad_cloud``, with the reason).
 - **Cameras**, each on its own: no image in the set (``camera/no_image``), no or a bad CameraInfo
   (``camera/no_camera_info``, ``camera/bad_camera_info``), no LiDAR-to-camera transform at the cloud stamp
@@ -217,6 +218,14 @@ def _is_image(msg: Any) -> bool:
     return hasattr(msg, 'encoding') or hasattr(msg, 'format')
 
 
+def _ids(pts: np.ndarray, name: str) -> np.ndarray:
+    """Ground-truth ids as int64; a float or out-of-range field is an error, never a silent wrap."""
+    values = pts[name]
+    if not np.issubdtype(values.dtype, np.integer):
+        raise ValueError(f'ground-truth field {name!r} is {values.dtype}, not an integer type')
+    return np.asarray(values, dtype=np.int64)
+
+
 def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None,
                                      int]:
     """(xyz float32 (N, 3) finite, intensity, labels, instances, number of dropped non-finite points)."""
@@ -235,10 +244,11 @@ def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
     intensity = None
     name = next((n for n in INTENSITY_FIELDS if n in names), None)
     if name is not None:
-        intensity = np.array(pts[name], dtype=np.float32)
+        with np.errstate(over='ignore', invalid='ignore'):     # float64 beyond float32 -> inf -> 0 below
+            intensity = np.array(pts[name], dtype=np.float32)
         intensity[~np.isfinite(intensity)] = 0.0
-    labels = np.array(pts['label'], dtype=np.int32) if 'label' in names else None
-    instances = np.array(pts['instance'], dtype=np.int32) if 'instance' in names else None
+    labels = _ids(pts, 'label') if 'label' in names else None
+    instances = _ids(pts, 'instance') if 'instance' in names else None
     return xyz, intensity, labels, instances, dropped
 
 
@@ -286,7 +296,8 @@ class FrameAssembler:
             self.stats.count(reasons.BAD_CLOUD, problem=f'{type(exc).__name__}: {exc}', where=where)
             return None
         if dropped:
-            self.stats.count(reasons.NONFINITE_POINTS, dropped)
+            self.stats.count(reasons.NONFINITE_POINTS, dropped,
+                             problem=f'{dropped} point(s) with a non-finite x, y or z dropped', where=where)
         images = list(synced.images) + [None] * (len(self.cameras) - len(synced.images))
         views: list[CameraView] = []
         missing: list[str] = []
