@@ -16,10 +16,12 @@ of the CameraInfo size, are left out and said in ``Outputs.notes``; points nobod
 """
 from __future__ import annotations
 
+import gc
 import hashlib
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,7 +35,7 @@ from perception_nodes.geometry.projection import project_points
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs, Projections
 from perception_nodes.overlay import default_palette, draw_label_overlay
-from perception_nodes.pipeline import grids
+from perception_nodes.pipeline import grids, threads
 from perception_nodes.pipeline.fusion import vote_segments
 from perception_nodes.teacher.instances import segment_scan
 from perception_nodes.pipeline.labellers import (EnsembleLabeller, PointFeatures, StudentLabeller,
@@ -91,8 +93,11 @@ class Pipeline:
         self.device = torch.device(cfg.runtime.device)
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise ValueError(f'runtime.device is {cfg.runtime.device} but torch sees no CUDA device')
-        if cfg.runtime.torch_threads > 0:
-            torch.set_num_threads(cfg.runtime.torch_threads)
+        self.geometry_threads, self.network_threads = threads.resolve_threads(cfg.runtime.torch_threads,
+                                                                              cfg.runtime.network_threads)
+        threads.use_torch_threads(self.geometry_threads)
+        threads.limit_blas_threads(self.geometry_threads)
+        self._thread_ready = threading.local()
         self.visibility = VisibilityConfig(
             variant=cfg.fusion.visibility, threshold=cfg.fusion.visibility_threshold,
             block=cfg.fusion.visibility_block, dilation=cfg.fusion.visibility_dilation,
@@ -100,7 +105,7 @@ class Pipeline:
         self.nav_spec = grids.nav_spec(cfg.grids)
         self.voxel_grid = grids.voxel_spec(cfg.grids)
         self.counters: Counter[str] = Counter()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self.clip = clip
         kind = cfg.labeller.kind
         if kind in ('teacher', 'ensemble') and teacher is None and self.clip is None:
@@ -119,7 +124,8 @@ class Pipeline:
                 from perception_nodes.student.backends.select import load_student_backend
                 student_backend, name = load_student_backend(
                     cfg.labeller.student, cfg.labeller.backend, cfg.runtime.device,
-                    threads=cfg.runtime.network_threads or None, warn=warn or (lambda text: None))
+                    threads=self.network_threads, warn=warn or (lambda text: None))
+            threads.use_torch_threads(self.geometry_threads)   # the torch backend sets its count here
             student_l = StudentLabeller(student_backend, self.device, name)
         self.labeller: Any = {'teacher': teacher_l, 'student': student_l, 'none': None,
                               'ensemble': None if teacher_l is None or student_l is None
@@ -138,6 +144,7 @@ class Pipeline:
         self.palette = np.zeros((0, 3), dtype=np.uint8)
         if self._embedder is not None or self.labeller is None:
             self.set_vocabulary(cfg.vocabulary.classes)
+        _freeze_startup_objects()
 
     def _load_clip(self) -> Any:
         from perception_nodes.teacher.clip_models import ClipSpec, load_clip
@@ -306,21 +313,24 @@ class Pipeline:
                 notes.append(UNTRAINED_STUDENT_NOTE.format(model=cfg.labeller.student or 'injected backend'))
         if labeller is not None and self.clip_text is None:
             raise ValueError('no vocabulary: call set_vocabulary() before process()')
+        if not getattr(self._thread_ready, 'done', False):     # the thread calling process(): geometry
+            threads.use_torch_threads(self.geometry_threads)
+            self._thread_ready.done = True
         n = frame.num_points
         points = torch.as_tensor(frame.points, device=self.device)
         views = self._usable_views(frame, notes)
         if labeller is not None and labeller.needs_cameras and not views and n:
             self.counters['no_usable_camera'] += 1
             notes.append(NO_CAMERA_NOTE)
-        run = self._executor().submit if cfg.runtime.concurrent_teacher else None
+        run = self._executor('network').submit if cfg.runtime.concurrent_teacher else self._inline
         handle = labeller.submit(frame, views, run) if labeller is not None else None
         obstacle = None
         if cfg.grids.obstacle_classes and self.vocabulary is not None:
             obstacle = [self.vocabulary.index(c) for c in cfg.grids.obstacle_classes]
         nav_future = None
         geometric_nav = cfg.grids.nav_grid and self.occupancy_source == 'geometry'
-        if geometric_nav and obstacle is None and run is not None:
-            nav_future = run(self._timed_nav, points, None, None)
+        if geometric_nav and obstacle is None and cfg.runtime.concurrent_teacher:
+            nav_future = self._executor('geometry').submit(self._timed_nav, points, None, None)
 
         models = [v.model for v in views]
         T = np.stack([v.T_cam_lidar for v in views]) if views else np.zeros((0, 4, 4))
@@ -425,13 +435,50 @@ class Pipeline:
         grid = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
         return grid, (time.perf_counter() - start) * 1e3
 
-    def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix='ovp-worker')
-        return self._pool
+    def _executor(self, kind: str) -> ThreadPoolExecutor:
+        """The worker threads: ``network`` (teacher / student, network_threads) or ``geometry`` (the grid)."""
+        pool = self._pools.get(kind)
+        if pool is None:
+            count = self.network_threads if kind == 'network' else self.geometry_threads
+            workers = 2 if kind == 'network' and isinstance(self.labeller, EnsembleLabeller) else 1
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f'ovp-{kind}',
+                                      initializer=threads.use_torch_threads, initargs=(count,))
+            self._pools[kind] = pool
+        return pool
+
+    def _inline(self, fn: Any, *args: Any) -> Future:
+        """Run the network in the calling thread (``runtime.concurrent_teacher: false``) with its threads."""
+        switch = self.geometry_threads > 0
+        if switch:
+            threads.use_torch_threads(self.network_threads)
+        try:
+            value = fn(*args)
+        finally:
+            if switch:
+                threads.use_torch_threads(self.geometry_threads)
+        done: Future = Future()
+        done.set_result(value)
+        return done
 
     def close(self) -> None:
         """Stop the worker threads (also done at interpreter exit)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=True)
+
+
+_FROZEN: list[bool] = []
+
+
+def _freeze_startup_objects() -> None:
+    """Move what exists after the first pipeline's start-up out of the cyclic collector's reach (once).
+
+    torch, the models and the imported modules are ~200k tracked objects that live as long as the
+    process; a full collection walks all of them (~100 ms on a small CPU), and the thousands of marker
+    points a frame allocates trigger one every few frames. Frozen (``gc.freeze``), they are no longer
+    walked: full collections then cost what the frames allocate. Objects frozen here are never collected
+    as cyclic garbage, which is what start-up objects are for.
+    """
+    if not _FROZEN:
+        _FROZEN.append(True)
+        gc.freeze()
