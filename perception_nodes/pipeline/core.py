@@ -436,7 +436,7 @@ class Pipeline:
         return grid, (time.perf_counter() - start) * 1e3
 
     def _executor(self, kind: str) -> ThreadPoolExecutor:
-        """The worker threads: ``network`` (teacher / student, network_threads) or ``geometry`` (the grid)."""
+        """Return a worker pool: ``network`` (teacher / student, network_threads) or ``geometry`` (grid)."""
         pool = self._pools.get(kind)
         if pool is None:
             count = self.network_threads if kind == 'network' else self.geometry_threads

@@ -27,7 +27,7 @@ _LOCK = threading.Lock()
 
 
 def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    """Return how many CPUs this process may run on (its affinity mask where the OS has one)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
@@ -66,4 +66,3 @@ def limit_blas_threads(count: int) -> None:
             return
         _BLAS_LIMIT['limiter'] = threadpool_limits(limits=count, user_api='blas')
         _BLAS_LIMIT['count'] = count
-
