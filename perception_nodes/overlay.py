@@ -41,8 +41,11 @@ def draw_points(image: np.ndarray, uv: np.ndarray, colors: np.ndarray, depth: np
                 radius: int = 2) -> np.ndarray:
     """Draw a filled square of side ``2 radius + 1`` at each (u, v) on a copy of the (H, W, 3) uint8 image.
 
-    Far points are drawn first so near ones stay on top (painter's order by ``depth``).
-    Points outside the image are ignored.
+    Far points are drawn first so near ones stay on top (painter's order by ``depth``, ties in input
+    order): each pixel shows the last point in that order whose square covers it. Computed as such: the
+    points' ranks in painter's order are written at their centre pixels (the highest per pixel), a
+    ``2 radius + 1`` max filter spreads them over the squares, and the pixels with a rank take its colour.
+    Points outside the image are ignored (their squares still cover the pixels they reach).
     """
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -53,7 +56,8 @@ def draw_points(image: np.ndarray, uv: np.ndarray, colors: np.ndarray, depth: np
     colors = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
     if len(uv) != len(colors):
         raise ValueError(f'{len(uv)} points but {len(colors)} colours')
-    finite = np.isfinite(uv).all(axis=1)
+    fin = np.isfinite(uv)
+    finite = fin[:, 0] & fin[:, 1]
     cols = np.floor(uv[finite, 0] + 0.5).astype(np.int64)
     rows = np.floor(uv[finite, 1] + 0.5).astype(np.int64)
     colors = colors[finite]
@@ -61,11 +65,37 @@ def draw_points(image: np.ndarray, uv: np.ndarray, colors: np.ndarray, depth: np
         order = np.argsort(-np.asarray(depth, dtype=np.float64).reshape(-1)[finite], kind='stable')
         rows, cols, colors = rows[order], cols[order], colors[order]
     r = max(int(radius), 0)
-    for dr in range(-r, r + 1):
-        for dc in range(-r, r + 1):
-            rr, cc = rows + dr, cols + dc
-            ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-            out[rr[ok], cc[ok]] = colors[ok]   # later (nearer) points overwrite earlier ones
+    drawn = np.flatnonzero((rows >= -r) & (rows < h + r) & (cols >= -r) & (cols < w + r))
+    if not len(drawn) or h == 0 or w == 0:
+        return out
+    hp, wp = h + 2 * r, w + 2 * r                 # the image plus a margin for centres just outside it
+    exact = len(colors) < (1 << 24)               # ranks are float32 for the max filter: exact below 2**24
+    rank = np.full(hp * wp, -1, dtype=np.float32 if exact else np.float64)
+    np.maximum.at(rank, (rows[drawn] + r) * wp + cols[drawn] + r, drawn.astype(rank.dtype))
+    rank = _max_filter(rank.reshape(hp, wp), r)[r:r + h, r:r + w].ravel()
+    painted = np.flatnonzero(rank >= 0)
+    pixels = out.reshape(-1, 3).view(np.dtype((np.void, 3))).reshape(-1)     # one 3-byte item per pixel
+    pixels[painted] = np.ascontiguousarray(colors).view(np.dtype((np.void, 3))).reshape(-1)[
+        rank[painted].astype(np.intp)]
+    return out
+
+
+def _max_filter(values: np.ndarray, r: int) -> np.ndarray:
+    """Maximum over the ``(2 r + 1)``-square around each element (outside the array counts as -inf)."""
+    if r == 0:
+        return values
+    if values.dtype == np.float32:
+        import cv2
+        return cv2.dilate(values, np.ones((2 * r + 1, 2 * r + 1), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                          borderValue=-np.inf)
+    rows = values.copy()
+    for d in range(1, r + 1):
+        np.maximum(rows[:, :-d], values[:, d:], out=rows[:, :-d])
+        np.maximum(rows[:, d:], values[:, :-d], out=rows[:, d:])
+    out = rows.copy()
+    for d in range(1, r + 1):
+        np.maximum(out[:-d], rows[d:], out=out[:-d])
+        np.maximum(out[d:], rows[:-d], out=out[d:])
     return out
 
 
