@@ -42,6 +42,20 @@ class GridSpec:
         inside = ((idx >= 0) & (idx < shape)).all(dim=1) & torch.isfinite(points).all(dim=1)
         return idx, inside
 
+    def inside_linear(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N,) mask of the points inside the grid and the linear index of those points (as voxel_indices).
+
+        The bounds are tested on the floored float coordinates (NaN and inf fail them), and only the
+        points inside are converted and combined: a third of :meth:`voxel_indices` + :meth:`linear_index`.
+        """
+        lower = torch.tensor(self.lower, dtype=points.dtype, device=points.device)
+        size = torch.tensor(self.voxel_size, dtype=points.dtype, device=points.device)
+        shape = torch.tensor(self.shape, dtype=points.dtype, device=points.device)
+        cell = (points - lower).div_(size).floor_()
+        ok = (cell >= 0).logical_and_(cell < shape)
+        inside = ok[:, 0] & ok[:, 1] & ok[:, 2]
+        return inside, self.linear_index(cell[inside].long())
+
     def linear_index(self, idx: torch.Tensor) -> torch.Tensor:
         """Row-major (x, y, z) linear index of (N, 3) voxel coordinates."""
         _, y, z = self.shape
@@ -107,10 +121,9 @@ def majority_label(groups: torch.Tensor, labels: torch.Tensor, num_groups: int) 
 def voxelize(points: torch.Tensor, grid: GridSpec, labels: torch.Tensor | None = None) -> Voxelization:
     """Voxels holding at least one point, with counts and (optionally) the majority label per voxel."""
     points = _check_points(points)
-    idx, inside = grid.voxel_indices(points)
+    inside, lin = grid.inside_linear(points)
     device = points.device
     p2v = torch.full((points.shape[0],), -1, dtype=torch.long, device=device)
-    lin = grid.linear_index(idx[inside])
     uniq, inverse, counts = torch.unique(lin, return_inverse=True, return_counts=True)
     p2v[inside] = inverse
     vox_labels = None

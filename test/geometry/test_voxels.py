@@ -70,3 +70,18 @@ def test_empty_and_bad_input():
         voxelize(torch.zeros(4, 3), GRID, torch.zeros(3))
     with pytest.raises(ValueError, match='upper'):
         GridSpec((0, 0, 0), (0, 1, 1), (1, 1, 1))
+
+
+def test_inside_linear_equals_voxel_indices_and_linear_index():
+    """Issue 14: the fast bounds test selects exactly the points and indices the per-axis path does."""
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(-2.6, 2.6, (5000, 3)).astype(np.float32)
+    pts[:40] = np.round(pts[:40] * 2) / 2                       # on cell faces and the grid's bounds
+    pts[40:48] = [[np.nan, 0, 0], [0, np.inf, 0], [0, 0, -np.inf], [2.0, 0, 0], [-2.0, -2.0, -1.0],
+                  [1e30, 0, 0], [-1e30, 0, 0], [0, 0, 1.0]]
+    for dtype in (torch.float32, torch.float64):
+        points = torch.from_numpy(pts).to(dtype)
+        idx, inside = GRID.voxel_indices(points)
+        fast_inside, lin = GRID.inside_linear(points)
+        assert torch.equal(fast_inside, inside)
+        assert torch.equal(lin, GRID.linear_index(idx[inside]))
