@@ -235,7 +235,7 @@ def test_labeled_cloud_refuses_labels_outside_uint16():
 
 @pytest.mark.parametrize('check_fields', [True, False])
 def test_rclpy_markers_built_slot_by_slot_equal_the_constructor_path(ros_harness_package, check_fields):
-    """Issue 14: rosidl Points made by __new__ + slots equal keyword-constructed ones (field checks on/off)."""
+    """Issue 14: rosidl Points made by __new__ + slots equal keyword-built ones (field checks on and off)."""
     from perception_nodes.io import outputs as outputs_module
     from perception_nodes.nodes.rclpy_messages import RclpyMessageTypes
 
