@@ -12,10 +12,12 @@ The same functions serve the output bag (rosbags message classes) and the ROS no
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+import gc
 import itertools
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -175,6 +177,23 @@ def _point_builder(msgs: MessageTypes) -> Any:
     return lambda xs, ys, zs: [cls(x=x, y=y, z=z) for x, y, z in zip(xs, ys, zs)]
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while thousands of (acyclic, kept) Point objects are made.
+
+    Each 700 allocations would run a young-generation pass over objects that all survive, and every few
+    frames a full pass over the whole heap (~100 ms with torch loaded, unless start-up objects are
+    frozen, as :class:`~perception_nodes.pipeline.Pipeline` does); paused, the collector sees them once.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def voxel_markers(voxels: SemanticVoxels, header: Any, class_names: Sequence[str], palette: np.ndarray,
                   msgs: MessageTypes | None = None, ns: str = 'semantic_voxels', alpha: float = 0.8,
                   unknown_color: Sequence[int] = UNKNOWN_COLOR) -> Any:
@@ -205,7 +224,8 @@ def voxel_markers(voxels: SemanticVoxels, header: Any, class_names: Sequence[str
         name = class_names[cls] if known else 'unknown'
         color = msgs.new('std_msgs/msg/ColorRGBA', r=float(rgb[0]), g=float(rgb[1]), b=float(rgb[2]),
                          a=float(alpha))
-        points = build(xs[start:end], ys[start:end], zs[start:end])
+        with _no_cyclic_gc():
+            points = build(xs[start:end], ys[start:end], zs[start:end])
         markers.append(msgs.new(marker, header=header, ns=f'{ns}/{name}', id=int(cls) if known else 65535,
                                 type=6, action=0, pose=identity, scale=scale, color=color, points=points))
     return msgs.new('visualization_msgs/msg/MarkerArray', markers=markers)
