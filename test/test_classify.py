@@ -77,3 +77,20 @@ def test_bad_input():
         classify(torch.randn(4, 3), torch.randn(0, 3))
     empty = classify(torch.zeros(0, 3), torch.randn(2, 3))
     assert empty.labels.numel() == 0 and empty.scores.numel() == 0
+
+
+def test_unit_rows_equals_the_masked_division_bitwise():
+    """Issue 14: rows divided in place and invalid rows zeroed, exactly as the broadcast torch.where did."""
+    from perception_nodes.classify import unit_rows
+    x = torch.randn(500, 24, generator=torch.Generator().manual_seed(0)) * 7
+    x[3] = float('nan')
+    x[4, 2] = float('inf')
+    x[5] = 0.0
+    x[6] = 1e-20
+    norms = torch.linalg.vector_norm(x, dim=1)
+    ok = torch.isfinite(norms) & (norms > 1e-12)
+    want = torch.where(ok[:, None], x / norms.clamp_min(1e-12)[:, None], torch.zeros_like(x))
+    unit, got_ok = unit_rows(x)
+    assert torch.equal(got_ok, ok) and torch.equal(unit, want)
+    unit, got_ok = unit_rows(x[ok])                           # every row valid: no masking at all
+    assert got_ok.all() and torch.equal(unit, want[ok])
