@@ -85,10 +85,10 @@ def child(args: argparse.Namespace) -> dict:
             'stages_over_100ms_p90': sorted(k for k, v in p90.items() if v > 100 and k not in NETWORK_STAGES)}
 
 
-def run_case(src: Path, threads: int, loaded: bool, args: argparse.Namespace) -> dict:
+def run_case(src: Path, threads: int, network: int, loaded: bool, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, '--child', '--labeller', args.labeller, '--frames', str(args.frames),
            '--passes', str(args.passes), '--threads', str(threads), '--clip-model', args.clip_model,
-           '--network-threads', str(args.network_threads)]
+           '--network-threads', str(network)]
     env = {**os.environ, 'PYTHONPATH': str(src), 'PYTHONWARNINGS': 'ignore'}
     busy = None
     if loaded:
@@ -118,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--labeller', choices=('teacher', 'student', 'none'), default='none')
     ap.add_argument('--clip-model', default='ovp-tiny')
     ap.add_argument('--threads', default='1', help='comma-separated runtime.torch_threads values')
-    ap.add_argument('--network-threads', type=int, default=0, help='runtime.network_threads (0: default)')
+    ap.add_argument('--network-threads', default='0', help='comma-separated runtime.network_threads values '
+                    '(0: the default, the cores left by the geometry)')
     ap.add_argument('--modes', default='idle,loaded', help='idle, loaded (one core kept busy) or both')
     ap.add_argument('--src', action='append', default=[], help='another checkout to compare (repeatable)')
     ap.add_argument('--rounds', type=int, default=1, help='interleaved repetitions of every case')
@@ -126,19 +127,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        args.threads = int(args.threads)
+        args.threads, args.network_threads = int(args.threads), int(args.network_threads)
         print(json.dumps(child(args)))
         return 0
     sources = [REPO] + [Path(s).resolve() for s in args.src]
     threads = [int(t) for t in str(args.threads).split(',')]
+    networks = [int(t) for t in str(args.network_threads).split(',')]
     modes = [m for m in args.modes.split(',') if m]
     runs: dict[str, list[dict]] = {}
     for _ in range(args.rounds):
         for mode in modes:
             for t in threads:
-                for src in sources:
-                    key = f'{src.name}|threads={t}|{mode}'
-                    runs.setdefault(key, []).append(run_case(src, t, mode == 'loaded', args))
+                for net in networks:
+                    for src in sources:
+                        key = f'{src.name}|threads={t}|network={net or "default"}|{mode}'
+                        runs.setdefault(key, []).append(run_case(src, t, net, mode == 'loaded', args))
     cases = {}
     for key, results in runs.items():
         ok = [r for r in results if 'error' not in r]
