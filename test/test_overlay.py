@@ -17,6 +17,14 @@ def test_palette_distinct():
         assert len({tuple(c) for c in pal}) == k
 
 
+def test_tab20_constant_is_matplotlibs():
+    import matplotlib
+
+    from perception_nodes.overlay import TAB20
+    want = (np.asarray(matplotlib.colormaps['tab20'].colors) * 255).round().astype(np.uint8)
+    assert np.array_equal(TAB20, want)
+
+
 def test_label_colors_unknown_and_out_of_range():
     pal = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8)
     got = label_colors(np.array([1, 0, UNKNOWN_LABEL, 7]), pal, unknown_color=(9, 9, 9))
