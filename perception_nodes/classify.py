@@ -67,7 +67,8 @@ def _top_class_cpu(unit: torch.Tensor, text_embeddings: torch.Tensor,
         raise ValueError(f'features {tuple(unit.shape)} do not match the text embeddings '
                          f'{tuple(text_embeddings.shape)}')
     text = torch.nn.functional.normalize(text_embeddings.detach().float().cpu(), dim=1, eps=1e-12).numpy()
-    logits = text @ np.ascontiguousarray(unit.detach().numpy(), dtype=np.float32).T          # (K, n)
+    rows = unit.detach().numpy()
+    logits = text @ rows.T          # (K, n); BLAS reads a C- or F-ordered ``rows`` without copying it
     logits *= np.float32(logit_scale)
     top = logits.max(axis=0)
     k = len(text)

@@ -288,7 +288,8 @@ class Pipeline:
         for result in results:
             if result.index.numel() == 0:
                 continue
-            c = classify(result.features, result.text, cfg.logit_scale, cfg.unknown_threshold)
+            c = classify(result.features, result.text, cfg.logit_scale, cfg.unknown_threshold,
+                         normalized=result.unit)
             better = c.scores > scores[result.index]
             idx = result.index[better]
             labels[idx], scores[idx] = c.labels[better], c.scores[better]

@@ -23,7 +23,7 @@ from perception_nodes.pipeline import Pipeline
 
 
 def tasks():
-    return len(os.listdir('/proc/self/task'))
+    return set(os.listdir('/proc/self/task'))
 
 
 def probe():
@@ -31,7 +31,7 @@ def probe():
     x = torch.ones(4_000_000)
     for _ in range(3):
         (x * 2.0).sum()
-    return {'threads': torch.get_num_threads(), 'new_os_threads': tasks() - before}
+    return {'threads': torch.get_num_threads(), 'new_os_threads': len(tasks() - before)}
 
 
 cfg = with_overrides(PerceptionConfig(), {'labeller.kind': 'none', 'runtime.torch_threads': 1,
