@@ -54,6 +54,9 @@ def child(args: argparse.Namespace) -> dict:
                  'runtime.torch_threads': args.threads}
     if args.network_threads:
         overrides['runtime.network_threads'] = args.network_threads
+    for pair in args.set:
+        key, _, value = pair.partition('=')
+        overrides[key.strip()] = value
     clip = None
     if args.labeller == 'student':
         from perception_nodes.cli.demo import fresh_student
@@ -88,7 +91,7 @@ def child(args: argparse.Namespace) -> dict:
 def run_case(src: Path, threads: int, network: int, loaded: bool, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, '--child', '--labeller', args.labeller, '--frames', str(args.frames),
            '--passes', str(args.passes), '--threads', str(threads), '--clip-model', args.clip_model,
-           '--network-threads', str(network)]
+           '--network-threads', str(network)] + [f'--set={pair}' for pair in args.set]
     env = {**os.environ, 'PYTHONPATH': str(src), 'PYTHONWARNINGS': 'ignore'}
     busy = None
     if loaded:
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--src', action='append', default=[], help='another checkout to compare (repeatable)')
     ap.add_argument('--rounds', type=int, default=1, help='interleaved repetitions of every case')
     ap.add_argument('--busy-seconds', type=float, default=900.0, help='bound of the busy loop and of a case')
+    ap.add_argument('--set', action='append', default=[], help='KEY=VALUE config override (repeatable)')
     ap.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:

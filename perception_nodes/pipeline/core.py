@@ -323,15 +323,14 @@ class Pipeline:
         if labeller is not None and labeller.needs_cameras and not views and n:
             self.counters['no_usable_camera'] += 1
             notes.append(NO_CAMERA_NOTE)
-        run = self._executor('network').submit if cfg.runtime.concurrent_teacher else self._inline
+        run = self._executor().submit if cfg.runtime.concurrent_teacher else self._inline
         handle = labeller.submit(frame, views, run) if labeller is not None else None
         obstacle = None
         if cfg.grids.obstacle_classes and self.vocabulary is not None:
             obstacle = [self.vocabulary.index(c) for c in cfg.grids.obstacle_classes]
-        nav_future = None
+        # the geometric grid runs here, with the other 3D stages: in a third thread (beside this one and the
+        # network's) it only contended for the cores and the GIL (measured on 2 shared cores: slower)
         geometric_nav = cfg.grids.nav_grid and self.occupancy_source == 'geometry'
-        if geometric_nav and obstacle is None and cfg.runtime.concurrent_teacher:
-            nav_future = self._executor('geometry').submit(self._timed_nav, points, None, None)
 
         models = [v.model for v in views]
         T = np.stack([v.T_cam_lidar for v in views]) if views else np.zeros((0, 4, 4))
@@ -371,8 +370,6 @@ class Pipeline:
             if occupancy_3d is not None:
                 occupancy = grids.student_nav_grid(occupancy_3d, student.grid, cfg.grids.nav_z_min,
                                                    cfg.grids.nav_z_max)
-            elif nav_future is not None:
-                occupancy, timer.times['occupancy'] = nav_future.result()
             elif geometric_nav:
                 occupancy = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
             if occupancy is not None:
@@ -431,20 +428,14 @@ class Pipeline:
                                                v.stamp_ns or frame.stamp_ns) for v in views},
                        timings_ms=timings, notes=notes)
 
-    def _timed_nav(self, points: torch.Tensor, labels: Any, obstacle: Any) -> tuple[Any, float]:
-        start = time.perf_counter()
-        grid = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
-        return grid, (time.perf_counter() - start) * 1e3
-
-    def _executor(self, kind: str) -> ThreadPoolExecutor:
-        """Return a worker pool: ``network`` (teacher / student, network_threads) or ``geometry`` (grid)."""
-        pool = self._pools.get(kind)
+    def _executor(self) -> ThreadPoolExecutor:
+        """Return the network's worker threads (teacher / student, each with ``network_threads``)."""
+        pool = self._pools.get('network')
         if pool is None:
-            count = self.network_threads if kind == 'network' else self.geometry_threads
-            workers = 2 if kind == 'network' and isinstance(self.labeller, EnsembleLabeller) else 1
-            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f'ovp-{kind}',
-                                      initializer=threads.use_torch_threads, initargs=(count,))
-            self._pools[kind] = pool
+            workers = 2 if isinstance(self.labeller, EnsembleLabeller) else 1
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='ovp-network',
+                                      initializer=threads.use_torch_threads, initargs=(self.network_threads,))
+            self._pools['network'] = pool
         return pool
 
     def _inline(self, fn: Any, *args: Any) -> Future:

@@ -1,4 +1,4 @@
-"""Thread counts: the geometry threads and the network worker each keep their own count (measured)."""
+"""Thread counts: the geometry (calling) threads and the network worker keep their own counts (measured)."""
 from __future__ import annotations
 
 import json
@@ -37,13 +37,12 @@ def probe():
 cfg = with_overrides(PerceptionConfig(), {'labeller.kind': 'none', 'runtime.torch_threads': 1,
                                            'runtime.network_threads': 2})
 pipeline = Pipeline(cfg)
-out = {'network': pipeline._executor('network').submit(probe).result()}
+out = {'network': pipeline._executor().submit(probe).result()}
 other = threading.Thread(target=torch.set_num_threads, args=(3,))   # changes the process default
 other.start()
 other.join()
 out['main'] = probe()
-out['geometry'] = pipeline._executor('geometry').submit(probe).result()
-out['network_again'] = pipeline._executor('network').submit(probe).result()
+out['network_again'] = pipeline._executor().submit(probe).result()
 frame = sim_frames(1, beams=(8, 64))[0]
 
 
@@ -73,7 +72,6 @@ def test_each_pipeline_thread_keeps_its_own_torch_thread_count():
     assert got['network']['new_os_threads'] == 1          # a team of 2: the worker plus one OpenMP thread
     # another thread changed the process default to 3: the pipeline's threads keep their own counts
     assert got['main'] == {'threads': 1, 'new_os_threads': 0}
-    assert got['geometry'] == {'threads': 1, 'new_os_threads': 0}
     assert got['network_again'] == {'threads': 2, 'new_os_threads': 0}
     assert got['process_thread'] == {'threads': 1, 'new_os_threads': 0}
     assert got['blas'] == [1]
