@@ -96,9 +96,8 @@ def vote_segments(segments: torch.Tensor, labels: torch.Tensor, scores: torch.Te
     in_seg = segments >= 0
     if not bool(in_seg.any()):
         return out_labels, out_scores
-    seg_ids, seg = torch.unique(segments[in_seg], return_inverse=True)   # compact ids 0..S-1
-    s = seg_ids.numel()
     point_idx = torch.nonzero(in_seg).reshape(-1)
+    seg, s = _compact_ids(segments[point_idx])                          # compact ids 0..S-1
     known = labels[point_idx] != UNKNOWN_LABEL
     voter_seg, voter_pt = seg[known], point_idx[known]
     if voter_pt.numel() == 0 and mode == 'majority':
@@ -129,6 +128,27 @@ def vote_segments(segments: torch.Tensor, labels: torch.Tensor, scores: torch.Te
         seg_score = torch.zeros(s, dtype=torch.float32, device=labels.device)
         seg_label[has_votes], seg_score[has_votes] = result.labels, result.scores
     member = has_votes[seg]                       # points of segments that received votes
-    out_labels[point_idx[member]] = seg_label[seg[member]]
-    out_scores[point_idx[member]] = seg_score[seg[member]]
+    if bool(member.all()):
+        points, point_seg = point_idx, seg
+    else:                                         # integer indices: boolean ones cost ~3x as much
+        keep = torch.nonzero(member).reshape(-1)
+        points, point_seg = point_idx[keep], seg[keep]
+    out_labels[points] = seg_label[point_seg]
+    out_scores[points] = seg_score[point_seg]
     return out_labels, out_scores
+
+
+def _compact_ids(ids: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(rank of each id among the distinct ids, number of distinct ids): ``torch.unique``'s inverse.
+
+    Non-negative ids not much larger than their count (segment_scan's are 0..S-1) are ranked with a
+    presence table and a cumulative sum instead of a sort.
+    """
+    top = int(ids.max())
+    if top >= 4 * ids.numel() + 4096:
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        return inverse, int(uniq.numel())
+    present = torch.zeros(top + 1, dtype=torch.bool, device=ids.device)
+    present[ids] = True
+    rank = torch.cumsum(present, 0) - 1
+    return rank[ids], int(rank[-1]) + 1

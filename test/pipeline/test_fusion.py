@@ -120,3 +120,22 @@ def test_mean_feature_vote_classifies_segment_mean():
     assert out_l[4].item() == 2 and out_l[5].item() == UNKNOWN_LABEL
     with pytest.raises(ValueError, match='voting mode'):
         vote_segments(segments, labels, scores, 3, mode='median')
+
+
+@pytest.mark.parametrize('ids', [[0, 1, 2, 3, 1, 0], [5, 5, 9, 2, 9], [7], [3, 10**9, 3, 12], [0] * 4])
+def test_compact_ids_is_uniques_inverse(ids):
+    """Issue 14: the presence-table ranking equals torch.unique's inverse, dense or sparse ids."""
+    from perception_nodes.pipeline.fusion import _compact_ids
+    ids = torch.tensor(ids)
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    got, count = _compact_ids(ids)
+    assert torch.equal(got, inverse) and count == uniq.numel()
+
+
+def test_majority_vote_with_unvoted_segments_and_sparse_ids():
+    segments = torch.tensor([-1, 10**9, 10**9, 4, 4, 4, 7, 7])
+    labels = torch.tensor([2, 1, 1, UNKNOWN_LABEL, 0, 0, UNKNOWN_LABEL, UNKNOWN_LABEL])
+    scores = torch.tensor([0.9, 0.5, 0.7, 0.0, 0.2, 0.4, 0.0, 0.0])
+    out, sc = vote_segments(segments, labels, scores, 3)
+    assert out.tolist() == [2, 1, 1, 0, 0, 0, UNKNOWN_LABEL, UNKNOWN_LABEL]
+    assert torch.allclose(sc, torch.tensor([0.9, 0.6, 0.6, 0.3, 0.3, 0.3, 0.0, 0.0]))
