@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -103,6 +104,10 @@ def majority_label(groups: torch.Tensor, labels: torch.Tensor, num_groups: int) 
     out = torch.full((num_groups,), -1, dtype=torch.long, device=labels.device)
     if labels.numel() == 0:
         return out
+    if labels.device.type == 'cpu' and groups.device.type == 'cpu':
+        counted = _majority_label_counts(groups.long().numpy(), labels.numpy(), num_groups)
+        if counted is not None:
+            return torch.from_numpy(counted)
     values, compact = torch.unique(labels, return_inverse=True)
     n_lab = int(values.numel())
     pair, pair_count = torch.unique(groups * n_lab + compact, return_counts=True)
@@ -116,6 +121,27 @@ def majority_label(groups: torch.Tensor, labels: torch.Tensor, num_groups: int) 
     has = big < n_lab
     out[has] = values[big[has]]
     return out
+
+
+def _majority_label_counts(groups: np.ndarray, labels: np.ndarray, num_groups: int) -> np.ndarray | None:
+    """:func:`majority_label` by counting (no sort) when labels are small non-negative ids; else None.
+
+    Labels are ranked with a presence table, (group, label rank) pairs counted with one ``bincount``;
+    the first (smallest) label with the most members wins, as in the sorting path.
+    """
+    low, top = int(labels.min()), int(labels.max())
+    if low < 0 or top >= 1 << 20:
+        return None
+    present = np.zeros(top + 1, dtype=bool)
+    present[labels] = True
+    values = np.flatnonzero(present)
+    if num_groups * len(values) > 1 << 23:
+        return None
+    rank = np.cumsum(present) - 1
+    counts = np.bincount(groups * len(values) + rank[labels], minlength=num_groups * len(values))
+    counts = counts.reshape(num_groups, len(values))
+    best = np.argmax(counts, axis=1)
+    return np.where(counts[np.arange(num_groups), best] > 0, values[best], -1).astype(np.int64)
 
 
 def voxelize(points: torch.Tensor, grid: GridSpec, labels: torch.Tensor | None = None) -> Voxelization:

@@ -85,3 +85,26 @@ def test_inside_linear_equals_voxel_indices_and_linear_index():
         fast_inside, lin = GRID.inside_linear(points)
         assert torch.equal(fast_inside, inside)
         assert torch.equal(lin, GRID.linear_index(idx[inside]))
+
+
+def _sorting_majority(groups, labels, num_groups):
+    """The sorting path of majority_label (torch.unique of (group, label) pairs), as the reference."""
+    out = torch.full((num_groups,), -1, dtype=torch.long)
+    values, compact = torch.unique(labels.long(), return_inverse=True)
+    n_lab = int(values.numel())
+    pair, count = torch.unique(groups * n_lab + compact, return_counts=True)
+    best = torch.zeros(num_groups, dtype=torch.long).scatter_reduce(0, pair // n_lab, count, reduce='amax')
+    winner = count == best[pair // n_lab]
+    big = torch.full((num_groups,), n_lab, dtype=torch.long).scatter_reduce(
+        0, (pair // n_lab)[winner], (pair % n_lab)[winner], reduce='amin')
+    out[big < n_lab] = values[big[big < n_lab]]
+    return out
+
+
+@pytest.mark.parametrize('seed, top', [(0, 5), (1, 300), (2, 70000), (3, 2**40)])
+def test_counting_majority_equals_the_sorting_path(seed, top):
+    """Issue 14: the bincount majority (small label ids) equals the sort-based one, ties included."""
+    rng = np.random.default_rng(seed)
+    groups = torch.from_numpy(rng.integers(0, 50, 3000))
+    labels = torch.from_numpy(rng.choice(rng.integers(0, top, 6), 3000))
+    assert torch.equal(majority_label(groups, labels, 60), _sorting_majority(groups, labels, 60))
