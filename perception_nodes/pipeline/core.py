@@ -10,6 +10,8 @@ network (``teacher`` dense features / ``student`` embeddings, in a worker thread
 classifier, ``perception_nodes.classify``) → ``instances`` (class-agnostic segments; optional voting) →
 ``occupancy`` (2D navigation grid: LiDAR rays, or the student's occupancy head) → ``voxels`` (3D semantic
 voxels) → ``overlay``.
+What needs no label (the ray-cast grid without obstacle classes, the voxelization, the overlays' layout
+of painted pixels) is computed before waiting for the network, so it overlaps it.
 
 Degraded input never crashes a frame: cameras missing from the frame, or whose image is not (H, W, 3) uint8
 of the CameraInfo size, are left out and said in ``Outputs.notes``; points nobody labels are unknown.
@@ -34,7 +36,8 @@ from perception_nodes.frame import CameraView, Frame
 from perception_nodes.geometry.projection import project_points
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs, Projections
-from perception_nodes.overlay import default_palette, draw_label_overlay
+from perception_nodes.geometry.voxels import voxelize
+from perception_nodes.overlay import default_palette, label_overlay_layout, paint_labels
 from perception_nodes.pipeline import grids, threads
 from perception_nodes.pipeline.fusion import vote_segments
 from perception_nodes.teacher.instances import segment_scan
@@ -342,6 +345,23 @@ class Pipeline:
             torch.full((n,), -1, dtype=torch.int64, device=self.device)
         timer.lap('instances')
 
+        # what needs no label is done now, while the network may still be running
+        occupancy = None
+        if geometric_nav and obstacle is None:
+            occupancy = grids.geometric_nav_grid(points, None, self.nav_spec)
+        timer.lap('occupancy')
+        voxelized = None
+        if cfg.grids.voxels and self.occupancy_source == 'geometry':
+            voxelized = voxelize(points, self.voxel_grid)
+        timer.lap('voxels')
+        layouts = {}
+        if cfg.overlay.enabled and views:
+            layouts = {view.name: label_overlay_layout(view.image.shape[:2], proj.uv[m], proj.depth[m],
+                                                       proj.in_image[m], cfg.overlay.point_radius,
+                                                       cfg.overlay.max_points)
+                       for m, view in enumerate(views)}
+        timer.lap('overlay')
+
         results: list[PointFeatures] = []
         if labeller is not None:
             collected = labeller.collect(handle, frame, proj, visible)
@@ -360,7 +380,6 @@ class Pipeline:
         instances = torch.where(segments >= 0, segments + 1, torch.zeros_like(segments))
         timer.lap('instances')
 
-        occupancy = None
         occupancy_3d = None
         student = next((r for r in results if r.source == 'student'), None)
         if self.occupancy_source == 'student' and student is not None and \
@@ -370,7 +389,7 @@ class Pipeline:
             if occupancy_3d is not None:
                 occupancy = grids.student_nav_grid(occupancy_3d, student.grid, cfg.grids.nav_z_min,
                                                    cfg.grids.nav_z_max)
-            elif geometric_nav:
+            elif geometric_nav and occupancy is None:
                 occupancy = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
             if occupancy is not None:
                 occupancy.frame_id = occupancy.frame_id or frame.frame_id
@@ -383,7 +402,7 @@ class Pipeline:
                                               student.voxel_features, self.clip_text,
                                               cfg.labeller.logit_scale, cfg.labeller.unknown_threshold)
             else:
-                voxels = grids.semantic_voxels(points, labels, self.voxel_grid)
+                voxels = grids.semantic_voxels(points, labels, self.voxel_grid, voxelized)
         timer.lap('voxels')
 
         labels_np = labels.cpu().numpy().astype(np.uint16)
@@ -395,10 +414,9 @@ class Pipeline:
                 seg = segments.cpu().numpy()
                 drawn = np.where(seg >= 0, seg % 20, UNKNOWN_LABEL)
                 palette = default_palette(20)
-            for m, view in enumerate(views):
-                overlays[view.name] = draw_label_overlay(
-                    view.image, proj.uv[m], proj.depth[m], proj.in_image[m], drawn, palette,
-                    cfg.overlay.point_radius, cfg.overlay.max_points, cfg.overlay.unknown_color)
+            for view in views:
+                overlays[view.name] = paint_labels(view.image, layouts[view.name], drawn, palette,
+                                                   cfg.overlay.unknown_color)
         timer.lap('overlay')
 
         embeddings = None

@@ -42,9 +42,13 @@ def geometric_nav_grid(points: torch.Tensor, labels: torch.Tensor | None, spec: 
                                 obstacle)
 
 
-def semantic_voxels(points: torch.Tensor, labels: torch.Tensor, grid: GridSpec) -> SemanticVoxels:
-    """Occupied voxels of ``grid`` labelled with the majority known label of their points (else unknown)."""
-    vox = voxelize(points, grid)
+def semantic_voxels(points: torch.Tensor, labels: torch.Tensor, grid: GridSpec,
+                    voxelized: Any = None) -> SemanticVoxels:
+    """Occupied voxels of ``grid`` labelled with the majority known label of their points (else unknown).
+
+    ``voxelized``: ``voxelize(points, grid)`` when the caller has it already (it needs no label).
+    """
+    vox = voxelized if voxelized is not None else voxelize(points, grid)
     labels = labels.to(vox.point_to_voxel.device).long()
     known = (labels != UNKNOWN_LABEL) & (vox.point_to_voxel >= 0)
     vox_labels = majority_label(vox.point_to_voxel[known], labels[known], vox.num_voxels)
