@@ -7,7 +7,10 @@ points per sweep) replayed from a bag, or the synthetic world (64x2048 beams) wh
 ``ovp replay`` runs end to end (bag read, frame assembly, pipeline, output bag write); the per-stage
 latencies are the pipeline's own ``timings_ms``; the first frame is a warm-up and is excluded.
 
-    python bench/pipeline_bench.py [--frames 6] [--model ViT-B-32] [--threads 2]
+    python bench/pipeline_bench.py [--frames 6] [--model ViT-B-32] [--threads 1] [--network-threads 0]
+
+``--threads``: ``runtime.torch_threads`` (the geometry, in the calling thread); ``--network-threads``:
+``runtime.network_threads`` (the teacher's worker; 0: the cores the geometry leaves).
 """
 from __future__ import annotations
 
@@ -31,12 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--frames', type=int, default=6, help='frames replayed (the first is a warm-up)')
     ap.add_argument('--model', default='ViT-B-32')
-    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--threads', type=int, default=1, help='runtime.torch_threads (geometry)')
+    ap.add_argument('--network-threads', type=int, default=0, help='runtime.network_threads (teacher)')
     ap.add_argument('--device', default='cpu')
     ap.add_argument('--source', choices=('auto', 'kitti', 'sim'), default='auto')
     ap.add_argument('--sequential', action='store_true', help='teacher in the main thread (no overlap)')
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
 
     from perception_nodes.config import PerceptionConfig, with_overrides
     from perception_nodes.io.kitti import shared_data_dir
@@ -62,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         'teacher.clip_model': args.model, 'teacher.clip_pretrained': 'none', 'teacher.cache_dir': str(tmp),
         'vocabulary.classes': [vocabulary], 'vocabulary.templates': ['a photo of a {}.'],
         'runtime.device': args.device, 'replay.overlay_pngs': 0, 'runtime.torch_threads': args.threads,
-        'runtime.concurrent_teacher': not args.sequential})
+        'runtime.network_threads': args.network_threads, 'runtime.concurrent_teacher': not args.sequential})
     pipeline = Pipeline(cfg, clip=clip)
     setup_s = time.perf_counter() - t0
 
@@ -98,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         'cpu_ms_all_stages': round(cpu, 1),
         'teacher_overlapped': not args.sequential,
         'replay_fps': summary['frames_per_s'], 'replay_frames': summary['frames'],
-        'setup_s': round(setup_s, 1), 'threads': torch.get_num_threads(), 'cpu_count': os.cpu_count(),
+        'setup_s': round(setup_s, 1), 'threads': getattr(pipeline, 'geometry_threads', args.threads),
+        'network_threads': getattr(pipeline, 'network_threads', None), 'cpu_count': os.cpu_count(),
         'loadavg_1m': round(load[0], 2) if load else None, 'python': platform.python_version(),
         'torch': torch.__version__}))
     return 0

@@ -7,8 +7,10 @@ for the ROS nodes (message_filters synchronizes live topics) alike. The rules, d
   non-empty; the leading ``/`` of a frame id is stripped (ROS 1 style), and ``inputs.lidar_frame`` replaces
   it when set. ``x, y, z`` are required; points with a non-finite coordinate are dropped (counted
   ``nonfinite_points``). Intensity comes from the first of the fields :data:`INTENSITY_FIELDS`
-  (``intensity``, ``i``, ``reflectivity``); non-finite intensities become 0. Ground-truth ``label`` and
-  ``instance`` fields are carried into ``Frame.labels`` / ``Frame.instances`` (evaluation, pseudo-labels).
+  (``intensity``, ``i``, ``reflectivity``); non-finite intensities (and values beyond float32) become 0.
+  Ground-truth ``label`` and ``instance`` fields are carried into ``Frame.labels`` / ``Frame.instances``
+  (evaluation, pseudo-labels) as int64 (integer fields, or float fields holding whole numbers); a field
+  that cannot hold ids is left out (``bad_ground_truth``) and the frame goes on.
   A cloud that breaks these rules skips the frame (``bad_cloud``, with the reason).
 - **Cameras**, each on its own: no image in the set (``camera/no_image``), no or a bad CameraInfo
   (``camera/no_camera_info``, ``camera/bad_camera_info``), no LiDAR-to-camera transform at the cloud stamp
@@ -217,6 +219,23 @@ def _is_image(msg: Any) -> bool:
     return hasattr(msg, 'encoding') or hasattr(msg, 'format')
 
 
+def _ids(pts: np.ndarray, name: str) -> tuple[np.ndarray | None, str]:
+    """Ground-truth ids as int64, or (None, why) when the field cannot hold ids (never a silent wrap).
+
+    Integer fields are taken as they are; a float field is accepted when every value is a whole number
+    within int64 (some converters store ids as float32).
+    """
+    values = pts[name]
+    if np.issubdtype(values.dtype, np.integer):
+        return np.asarray(values, dtype=np.int64), ''
+    if np.issubdtype(values.dtype, np.floating):
+        v = np.asarray(values, dtype=np.float64)
+        if np.all(np.isfinite(v)) and np.all(v == np.round(v)) and np.all(np.abs(v) < 2.0**62):
+            return v.astype(np.int64), ''
+        return None, f'ground-truth field {name!r} ({values.dtype}) holds non-integer or non-finite values'
+    return None, f'ground-truth field {name!r} has type {values.dtype}, not a number'
+
+
 def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None,
                                      int]:
     """(xyz float32 (N, 3) finite, intensity, labels, instances, number of dropped non-finite points)."""
@@ -235,11 +254,13 @@ def _cloud_arrays(msg: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray |
     intensity = None
     name = next((n for n in INTENSITY_FIELDS if n in names), None)
     if name is not None:
-        intensity = np.array(pts[name], dtype=np.float32)
+        with np.errstate(over='ignore', invalid='ignore'):     # float64 beyond float32 -> inf -> 0 below
+            intensity = np.array(pts[name], dtype=np.float32)
         intensity[~np.isfinite(intensity)] = 0.0
-    labels = np.array(pts['label'], dtype=np.int32) if 'label' in names else None
-    instances = np.array(pts['instance'], dtype=np.int32) if 'instance' in names else None
-    return xyz, intensity, labels, instances, dropped
+    labels, bad_labels = _ids(pts, 'label') if 'label' in names else (None, '')
+    instances, bad_instances = _ids(pts, 'instance') if 'instance' in names else (None, '')
+    problems = [p for p in (bad_labels, bad_instances) if p]
+    return xyz, intensity, labels, instances, dropped, problems
 
 
 class FrameAssembler:
@@ -275,18 +296,21 @@ class FrameAssembler:
             if _is_image(cloud):
                 points, depth_frame = _depth_cloud(cloud, synced.cloud_info, self.depth_max_range)
                 intensity = labels = instances = None
-                dropped = 0
+                dropped, problems = 0, []
                 lidar_frame = self.lidar_frame or depth_frame
             else:
                 lidar_frame = self.lidar_frame or normalize_frame_id(cloud.header.frame_id)
-                points, intensity, labels, instances, dropped = _cloud_arrays(cloud)
+                points, intensity, labels, instances, dropped, problems = _cloud_arrays(cloud)
             if not lidar_frame:
                 raise ValueError('cloud header has an empty frame_id')
         except Exception as exc:  # noqa: BLE001  (malformed messages fail in many ways: all are "bad cloud")
             self.stats.count(reasons.BAD_CLOUD, problem=f'{type(exc).__name__}: {exc}', where=where)
             return None
+        for problem in problems:      # ground truth is optional: the frame goes on without it
+            self.stats.count(reasons.BAD_GROUND_TRUTH, problem=problem, where=where)
         if dropped:
-            self.stats.count(reasons.NONFINITE_POINTS, dropped)
+            self.stats.count(reasons.NONFINITE_POINTS, dropped,
+                             problem=f'{dropped} point(s) with a non-finite x, y or z dropped', where=where)
         images = list(synced.images) + [None] * (len(self.cameras) - len(synced.images))
         views: list[CameraView] = []
         missing: list[str] = []

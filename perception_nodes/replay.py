@@ -7,7 +7,10 @@ ensemble labeller) and the one output writer (``io.writer``), and every message 
 published by one rename when the run completes: ``OUT/`` is a ROS 2 bag folder that also holds
 ``summary.json`` (frames, every skipped message / camera / frame with its reason, per-stage latency
 percentiles, labeller provenance, notes, the config), ``legend.png`` and ``overlays/*.png``. An interrupted
-run publishes nothing and leaves a previous OUT as it was.
+run publishes nothing and leaves a previous OUT as it was; what a killed run left beside OUT is repaired
+by the next run (``io.bags.recover_output``; summary ``recovered``). A frame's messages are written
+whole or not at all (``BagWriter.write_all``): a message the bag cannot store skips its frame
+(``frame_failed``, with the reason). docs/robustness.md states these guarantees.
 
 :func:`processed_frames` is the loop itself (BagSource → the one FrameAssembler → ``Pipeline.process``),
 as an iterator: ``ovp replay``, ``ovp eval`` and ``ovp pseudo-label`` all run it. A frame the assembler
@@ -21,15 +24,16 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from dataclasses import dataclass
 
 from perception_nodes import stats as reasons
 from perception_nodes.config import PerceptionConfig, config_to_dict
 from perception_nodes.frame import Frame
-from perception_nodes.io.bag_source import TF_STATIC, BagSource
-from perception_nodes.io.bags import BagError, BagWriter
+from perception_nodes.assembly import camera_info_topic
+from perception_nodes.io.bag_source import CAMERA_INFO, IMAGE_TYPES, TF_STATIC, BagSource
+from perception_nodes.io.bags import BagError, BagWriteError, BagWriter
 from perception_nodes.io.writer import OutputWriter
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
 from perception_nodes.overlay import save_legend, save_png
@@ -54,6 +58,7 @@ class NoFramesError(ValueError):
 
 
 SUMMARY_NAME, LEGEND_NAME, OVERLAY_DIR = 'summary.json', 'legend.png', 'overlays'
+NOT_COPIED = 'not_copied'         # a raw message (/tf_static) the output bag cannot store, per topic
 
 
 @dataclass
@@ -89,12 +94,15 @@ def processed_frames(source: BagSource, pipeline: Any, max_frames: int = 0,
 
 def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipeline,
                config: PerceptionConfig | None = None, progress: bool = True, overwrite: bool = False,
-               on_frame: Callable[[Outputs], None] | None = None) -> dict[str, Any]:
+               on_frame: Callable[[Outputs], None] | None = None,
+               recovered: Sequence[str] = ()) -> dict[str, Any]:
     """Stream ``bag`` through ``pipeline`` into the output ``out``; returns the summary (module docstring).
 
     Raises ValueError (BagError) when the bag cannot be opened or lacks the configured topics (naming the
     topics it has), :class:`NoFramesError` when no frame could be processed, FileExistsError when ``out``
     exists without ``overwrite``; a KeyboardInterrupt passes through (nothing is published).
+    ``recovered``: repairs the caller already made beside ``out`` (``io.bags.recover_output``), listed in
+    the summary with the writer's own.
     """
     from tqdm import tqdm
 
@@ -113,7 +121,10 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
         label_info_written = False
 
         def copy_raw(topic: str, msgtype: str, data: Any, log_ns: int) -> None:
-            writer.write_raw(topic, msgtype, data, log_ns)
+            try:
+                writer.write_raw(topic, msgtype, data, log_ns)
+            except BagWriteError as exc:      # e.g. an MCAP log time beyond int64: that message only
+                stats.count(f'{NOT_COPIED}/{topic}', problem=str(exc), where=f'{topic} at {log_ns} ns')
 
         raw = (TF_STATIC,) if TF_STATIC in source.topics else ()
         limit = config.replay.max_frames
@@ -131,8 +142,12 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
                     stats.count(reasons.FRAME_FAILED, problem=f'{type(exc).__name__}: {exc}',
                                 where=f'{bag.name} cloud {item.index}')
                     continue
-                for m in messages:
-                    writer.write(f'{prefix}/{m.key}', m.msgtype, m.msg, m.stamp_ns)
+                try:      # whole or not at all: every stamp checked, every message serialized first
+                    writer.write_all((f'{prefix}/{m.key}', m.msgtype, m.msg, m.stamp_ns) for m in messages)
+                except BagWriteError as exc:
+                    stats.count(reasons.FRAME_FAILED, problem=f'{type(exc).__name__}: {exc}',
+                                where=f'{bag.name} cloud {item.index}')
+                    continue
                 label_info_written = True
                 for stage, ms in outputs.timings_ms.items():
                     stats.latency(stage, ms)
@@ -153,6 +168,7 @@ def replay_bag(bag: str | os.PathLike, out: str | os.PathLike, pipeline: Pipelin
         wall = time.perf_counter() - start
         summary = _summary(bag, out, pipeline, config, stats, frames, frames_with_camera, error, wall, notes,
                            counters_before, png_written, dict(writer.counts), source)
+        summary['recovered'] = [*recovered, *writer.recovered]
         if not frames:
             raise NoFramesError(summary)        # aborts the writer: no empty output under OUT
         _side_files(writer.staging, pipeline, summary)
@@ -166,6 +182,13 @@ def _summary(bag: Path, out: Path, pipeline: Pipeline, config: PerceptionConfig,
     s = stats.summary()
     warnings = []
     needs_cameras = pipeline.labeller is not None and pipeline.labeller.needs_cameras
+    if needs_cameras and not source.cameras:
+        lonely = [t for t, k in sorted(source.topics.items())
+                  if k in IMAGE_TYPES and source.topics.get(camera_info_topic(t)) != CAMERA_INFO]
+        warnings.append('the bag has no camera the teacher can use: ' + (
+            f'image topic(s) {lonely} have no CameraInfo topic (looked for '
+            f'{[camera_info_topic(t) for t in lonely]}; name them with inputs.camera_topics / '
+            'inputs.camera_info_topics)' if lonely else 'no image topic with a CameraInfo topic'))
     if needs_cameras and frames and not frames_with_camera:
         warnings.append('no frame had a usable camera: the teacher labelled nothing, every label is unknown '
                         '(see skipped for why each camera was dropped)')

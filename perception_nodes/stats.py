@@ -25,6 +25,7 @@ BAD_IMAGE = 'camera/bad_image'
 # Messages that could not be read (per topic, '<reason>/<topic>').
 MALFORMED = 'malformed'
 NONFINITE_POINTS = 'nonfinite_points'
+BAD_GROUND_TRUTH = 'bad_ground_truth'
 # Node-side counters.
 SYNC_SETS = 'synchronized_sets'
 FRAMES_PUBLISHED = 'frames_published'

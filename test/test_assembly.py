@@ -220,3 +220,13 @@ def test_a_depth_image_cloud_becomes_points_in_the_depth_camera_frame():
     frame = FrameAssembler([], lookup, stats).assemble(SyncedSet(depth, [], {}), 2)   # no CameraInfo
     assert frame is None and stats.counts()['bad_cloud'] == 1
     assert 'CameraInfo' in stats.summary()['skipped'][0]['why']
+
+
+def test_ground_truth_fields_as_int64_and_bad_ones_left_out_without_losing_the_frame():
+    fields = xyz_fields([('label', FLOAT32), ('instance', UINT32)])
+    frame, stats = assemble(SyncedSet(cloud(np.array([[1, 2, 3, 7, 2**32 - 1]]), fields), [], {}), cameras=())
+    assert frame.labels.dtype == np.int64 and frame.labels.tolist() == [7]
+    assert frame.instances.tolist() == [2**32 - 1]                   # uint32 ids do not wrap to negative
+    frame, stats = assemble(SyncedSet(cloud(np.array([[1, 2, 3, 7.5, 1]]), fields), [], {}), cameras=())
+    assert frame is not None and frame.labels is None and frame.instances.tolist() == [1]
+    assert stats.counts() == {'bad_ground_truth': 1} and 'non-integer' in stats.events[0]['why']

@@ -77,3 +77,40 @@ def test_bad_input():
         classify(torch.randn(4, 3), torch.randn(0, 3))
     empty = classify(torch.zeros(0, 3), torch.randn(2, 3))
     assert empty.labels.numel() == 0 and empty.scores.numel() == 0
+
+
+def test_unit_rows_equals_the_masked_division_bitwise():
+    """Issue 14: rows divided in place and invalid rows zeroed, exactly as the broadcast torch.where did."""
+    from perception_nodes.classify import unit_rows
+    x = torch.randn(500, 24, generator=torch.Generator().manual_seed(0)) * 7
+    x[3] = float('nan')
+    x[4, 2] = float('inf')
+    x[5] = 0.0
+    x[6] = 1e-20
+    norms = torch.linalg.vector_norm(x, dim=1)
+    ok = torch.isfinite(norms) & (norms > 1e-12)
+    want = torch.where(ok[:, None], x / norms.clamp_min(1e-12)[:, None], torch.zeros_like(x))
+    unit, got_ok = unit_rows(x)
+    assert torch.equal(got_ok, ok) and torch.equal(unit, want)
+    unit, got_ok = unit_rows(x[ok])                           # every row valid: no masking at all
+    assert got_ok.all() and torch.equal(unit, want[ok])
+
+
+@pytest.mark.parametrize('n, d, k', [(5000, 64, 20), (300, 512, 3), (40, 8, 1), (1, 4, 200)])
+def test_cpu_top_class_equals_softmax_max(n, d, k):
+    """Issue 14: the (K, n) numpy layout gives softmax(logits).max's labels and scores (float rounding)."""
+    g = torch.Generator().manual_seed(n + k)
+    feats, text = torch.randn(n, d, generator=g), torch.randn(k, d, generator=g)
+    got = classify(feats, text, 100.0, 0.3)
+    probs = torch.softmax(cosine_logits(feats, text, 100.0), dim=1)
+    scores, labels = probs.max(dim=1)
+    torch.testing.assert_close(got.scores, scores, rtol=1e-5, atol=1e-6)
+    labels = torch.where(scores < 0.3, torch.full_like(labels, UNKNOWN_LABEL), labels)
+    logits = cosine_logits(feats, text, 100.0)
+    top2 = logits.topk(min(2, k), dim=1).values
+    clear = (top2[:, 0] - top2[:, -1] > 1e-3) | torch.tensor(k == 1)   # no near-tie between the best two
+    sure = (scores - 0.3).abs() > 1e-5                                    # not at the unknown threshold
+    assert torch.equal(got.labels[clear & sure], labels[clear & sure])
+    assert (clear & sure).float().mean() > 0.9
+    twins = torch.cat([text[:1], text[:1], text[1:]])                     # an exact tie: the first wins
+    assert (classify(text[:1].repeat(4, 1), twins).labels == 0).all()

@@ -17,6 +17,14 @@ def test_palette_distinct():
         assert len({tuple(c) for c in pal}) == k
 
 
+def test_tab20_constant_is_matplotlibs():
+    import matplotlib
+
+    from perception_nodes.overlay import TAB20
+    want = (np.asarray(matplotlib.colormaps['tab20'].colors) * 255).round().astype(np.uint8)
+    assert np.array_equal(TAB20, want)
+
+
 def test_label_colors_unknown_and_out_of_range():
     pal = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.uint8)
     got = label_colors(np.array([1, 0, UNKNOWN_LABEL, 7]), pal, unknown_color=(9, 9, 9))
@@ -41,6 +49,41 @@ def test_draw_points_matches_per_pixel_reference():
     assert np.array_equal(out, ref)
     assert out[1, 1].tolist() == [10, 0, 0] and out[5, 7].tolist() == [0, 20, 0]
     assert img.sum() == 0          # input untouched
+
+
+def _painter_reference(img, uv, colors, depth, radius):
+    """Point after point in painter's order (far first, ties in input order), square by square."""
+    ref = img.copy()
+    h, w = img.shape[:2]
+    for i in np.argsort(-depth, kind='stable'):
+        if not np.isfinite(uv[i]).all():
+            continue
+        c, r = int(np.floor(uv[i, 0] + 0.5)), int(np.floor(uv[i, 1] + 0.5))
+        ref[max(r - radius, 0):max(r + radius + 1, 0), max(c - radius, 0):max(c + radius + 1, 0)] = colors[i]
+    return ref
+
+
+def test_draw_points_equals_the_painter_reference_on_crowded_images():
+    """Issue 14 (rank image + max filter): overlapping squares, ties, centres outside the image."""
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        n = int(rng.integers(0, 250))
+        uv = rng.uniform(-4, max(h, w) + 4, (n, 2))
+        uv[rng.random(n) < 0.05] = np.nan
+        depth = rng.integers(0, 4, n).astype(float)              # many ties
+        colors = rng.integers(0, 255, (n, 3)).astype(np.uint8)
+        img = rng.integers(0, 255, (h, w, 3)).astype(np.uint8)
+        for radius in range(4):
+            assert np.array_equal(draw_points(img, uv, colors, depth, radius),
+                                  _painter_reference(img, uv, colors, depth, radius)), (trial, radius)
+
+
+def test_max_filter_paths_agree():
+    from perception_nodes.overlay import _max_filter
+    values = np.random.default_rng(0).integers(-1, 1000, (23, 37)).astype(np.float32)
+    for r in range(4):
+        assert np.array_equal(_max_filter(values, r), _max_filter(values.astype(np.float64), r))
 
 
 def test_draw_points_nearest_on_top():

@@ -37,6 +37,8 @@ IMPORT_KEYS: dict[str, tuple[str, str]] = {
     'huggingface_hub': ('pip', 'open_clip_torch'),          # open_clip's own dependency (its cache layout)
     # optional, imported only when configured (GPU engines, SAM masks): the `gpu` extra / the user's install
     'tensorrt': ('optional', ''), 'segment_anything': ('optional', ''),
+    # scikit-learn's own dependency (python3-sklearn brings it); import-guarded: limits numpy's BLAS threads
+    'threadpoolctl': ('optional', ''),
 }
 # launch-file executables -> the package that provides them
 LAUNCH_EXECUTABLES = {'rviz2': 'rviz2', 'ros2': 'ros2bag'}

@@ -3,12 +3,18 @@
 Each subcommand lives in its own module ``perception_nodes.cli.<module>`` exposing
 ``add_arguments(parser)`` and ``run(args) -> int``; modules are imported only when
 their subcommand runs, so ``ovp bag-info`` does not pay for importing torch.
+
+Exit status: 0 done, 2 a user-facing error (one line, no traceback: :class:`CliError`), 130 Ctrl-C,
+143 SIGTERM. Ctrl-C and SIGTERM unwind like an error, so every output being written is aborted and
+removed (see docs/robustness.md); only SIGKILL leaves temporaries, which the next run cleans.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -28,6 +34,14 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 class CliError(Exception):
     """A user-facing error: printed without a traceback, exit status 2."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that ``with`` blocks abort what they write (exit 143)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         sub_parser = argparse.ArgumentParser(prog=f'ovp {name}', description=SUBCOMMANDS[name][1])
         module.add_arguments(sub_parser)
         args = sub_parser.parse_args(argv[1:])
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
         try:
             return int(module.run(args) or 0)
         except CliError as exc:
@@ -63,6 +79,12 @@ def main(argv: list[str] | None = None) -> int:
         except KeyboardInterrupt:
             print(f'ovp {name}: interrupted', file=sys.stderr)
             return 130
+        except Terminated:
+            print(f'ovp {name}: terminated (SIGTERM)', file=sys.stderr)
+            return 143
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     parser.parse_args(argv)  # prints help / usage errors
     return 2
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    """Return the config file (or defaults) with the flags and ``--set`` pairs applied (or CliError)."""
+    """Return the config file (or defaults) with the flags and ``--set`` pairs applied (or CliError).
+
+    Everything a setting can get wrong is a one-line CliError from here, before any bag is opened or any
+    output created: the config model's types, bounds and memory limits, then :func:`check_settings`.
+    """
     from perception_nodes.config import CLI_KEYS, load_config, with_overrides
     try:
         config = load_config(getattr(args, 'config', None))
@@ -72,9 +77,57 @@ def build_config(args: argparse.Namespace) -> Any:
             if not sep:
                 raise ValueError(f'--set {pair!r}: expected KEY=VALUE')
             overrides[name.strip()] = value
-        return with_overrides(config, overrides)
+        config = with_overrides(config, overrides)
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    check_settings(config)
+    return config
+
+
+def check_settings(config: Any) -> None:
+    """Check what a valid config may still get wrong on this machine (CliError naming the key).
+
+    The device must exist (``runtime.device``), the CLIP cache must be a folder or creatable
+    (``teacher.cache_dir``, else $OVP_CLIP_CACHE / ~/.cache/ovp/clip), a student file must exist
+    (``labeller.student``), the vocabulary and templates must load (``vocabulary.*``).
+    """
+    device = config.runtime.device
+    if device != 'cpu':
+        import torch
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device.partition(':')[2] or 0)
+        if index >= count:
+            have = f'{count} CUDA device(s)' if count else 'no usable CUDA device'
+            raise CliError(f'runtime.device {device!r}: this machine has {have} (use cpu'
+                           f'{f" or cuda:0..cuda:{count - 1}" if count else ""})')
+    if config.needs_clip:
+        from perception_nodes.teacher.clip_models import CACHE_ENV, default_cache_dir
+        key = 'teacher.cache_dir' if config.teacher.cache_dir else f'the CLIP cache (${CACHE_ENV} or default)'
+        folder = Path(config.teacher.cache_dir) if config.teacher.cache_dir else default_cache_dir()
+        problem = _folder_problem(folder)
+        if problem:
+            raise CliError(f'{key} {str(folder)!r}: {problem}')
+    if config.labeller.kind in ('student', 'ensemble') and not Path(config.labeller.student).exists():
+        raise CliError(f'labeller.student {config.labeller.student!r}: no such file or folder')
+    from perception_nodes.vocabulary import load_templates, load_vocabulary
+    try:
+        load_vocabulary(config.vocabulary.classes)
+    except (ValueError, OSError) as exc:
+        raise CliError(f'vocabulary.classes: {exc}') from None
+    try:
+        load_templates(config.vocabulary.templates or None)
+    except (ValueError, OSError) as exc:
+        raise CliError(f'vocabulary.templates: {exc}') from None
+
+
+def _folder_problem(folder: Path) -> str:
+    """Why ``folder`` cannot be used as a folder ('' when it is one or can be created)."""
+    if folder.exists():
+        return '' if folder.is_dir() else 'is a file, not a folder'
+    for parent in folder.parents:
+        if parent.exists():
+            return '' if parent.is_dir() else f'cannot be created: {parent} is a file, not a folder'
+    return ''
 
 
 def build_pipeline(config: Any) -> Any:
@@ -103,19 +156,26 @@ def check_bag(path: str, config: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception_nodes.io.bags import BagError
+    from perception_nodes.io.bags import BagError, recover_output
     from perception_nodes.replay import replay_bag
 
     config = build_config(args)
+    recovered = recover_output(args.out)        # what a killed earlier run left beside OUT
     if Path(args.out).exists() and not args.overwrite:
-        raise CliError(f'{args.out} exists already (use --overwrite to replace it)')
+        restored = any(r.startswith('restored') for r in recovered)
+        restored_note = ' (restored from an interrupted overwrite)' if restored else ''
+        raise CliError(f'{args.out} exists already{restored_note} (use --overwrite to replace it)')
+    for note in recovered:
+        print(f'ovp replay: {note}', file=sys.stderr)
     check_bag(args.bag, config)
     pipeline = build_pipeline(config)
     try:
         summary = replay_bag(args.bag, args.out, pipeline, config, progress=not args.quiet,
-                             overwrite=args.overwrite)
+                             overwrite=args.overwrite, recovered=recovered)
     except (BagError, ValueError, FileExistsError) as exc:
         raise CliError(str(exc)) from None
+    except OSError as exc:       # disk full, permissions: nothing was published
+        raise CliError(f'cannot write {args.out}: {exc}; nothing was published') from None
     finally:
         pipeline.close()
     short = {k: summary[k] for k in ('output', 'frames', 'frames_per_s', 'counts', 'error', 'warnings',

@@ -267,10 +267,13 @@ class RuntimeConfig:
     """Where and how fast the computation runs."""
 
     device: str = key('cpu', 'torch device: cpu, cuda or cuda:N')
-    torch_threads: int = key(1, 'torch intra-op threads of the geometry stages (1 avoids the collapse of '
-                             'OpenMP on small shared CPUs; 0: torch\'s default)', min=0, max=256)
-    network_threads: int = key(0, 'Intra-op threads of the teacher / student network (0: the rest of the '
-                               'cores)', min=0, max=256)
+    torch_threads: int = key(1, 'Intra-op threads (torch, numpy BLAS) of the geometry stages, in the thread '
+                             'that calls the pipeline: 1 avoids the collapse of OpenMP teams when another '
+                             'process holds a core (0: torch\'s default)', min=0, max=256)
+    network_threads: int = key(0, 'Intra-op threads of the teacher / student network (torch or ONNX '
+                               'Runtime), in its own worker thread (0: the cores the geometry leaves, at '
+                               'least 1)',
+                               min=0, max=256)
     concurrent_teacher: bool = key(True, 'Run the 2D teacher in a worker thread while the 3D stages run')
 
     def __post_init__(self) -> None:

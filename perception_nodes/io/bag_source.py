@@ -197,6 +197,15 @@ class BagSource:
             wanted.append(self.depth_info_topic)
         wanted = [t for t in dict.fromkeys(wanted) if t in self.topics]
         decode = set(wanted) - (set(raw_topics) - tf_topics - {self.lidar_topic})
+        try:
+            yield from self._stream(sync, wanted, decode, tf_topics, raw_topics, on_raw)
+        except BagError:
+            yield from sync.flush(None)      # the clouds read before the damage still make their frames
+            raise
+        yield from sync.flush(None)
+
+    def _stream(self, sync: _Synchronizer, wanted: list[str], decode: set[str], tf_topics: set[str],
+                raw_topics: tuple[str, ...], on_raw: RawHook | None) -> Iterator[tuple[int, SyncedSet]]:
         for item in read_messages(self.reader, wanted, deserialize=False, path=self.path):
             if item.topic in raw_topics and on_raw is not None:
                 on_raw(item.topic, item.msgtype, item.msg, item.log_time_ns)
@@ -213,7 +222,6 @@ class BagSource:
                 self._add_tf(item.topic, msg, item.log_time_ns)
                 continue
             yield from sync.add(item.topic, item.log_time_ns, msg)
-        yield from sync.flush(None)
 
     def _add_tf(self, topic: str, msg: Any, log_ns: int) -> None:
         """Add every valid transform of a tf message; each bad one is counted with its reason."""

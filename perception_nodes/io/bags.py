@@ -8,7 +8,11 @@
 - :class:`BagWriter` writes ROS 2 bags atomically: into a temporary sibling folder renamed to the final
   name only when the ``with`` block ends without an exception. MCAP chunks carry their CRC-32 (rosbags
   writes 0, "no checksum"); a log time or message that cannot be stored is a :class:`BagWriteError`
-  (a ValueError naming the topic) raised before anything of that message is written.
+  (a ValueError naming the topic) raised before anything of that message is written, and
+  :meth:`BagWriter.write_all` writes a group of messages (one frame) whole or not at all;
+- :func:`recover_output` repairs what a killed writer left beside an output: it restores a previous
+  output that an overwrite had moved aside when the process died between its two renames, and removes
+  the temporary folders of dead writers (see :class:`BagWriter`).
 
 MCAP files are read through one reader class (:class:`_McapStorage`) that salvages a file without its end
 and, when a chunk's CRC-32 is present and wrong, stops with an error naming the chunk's byte offset after
@@ -16,9 +20,12 @@ yielding every message that comes before that chunk.
 """
 from __future__ import annotations
 
+import ctypes
+import errno
 import heapq
 import os
 import shutil
+import sys
 import struct
 import tempfile
 from binascii import crc32
@@ -35,11 +42,12 @@ from rosbags.rosbag2 import StoragePlugin, Writer
 from rosbags.rosbag2.errors import ReaderError
 from rosbags.rosbag2.storage_mcap import McapReader, McapWriter, msgsrc
 
+from perception_nodes.atomic import owner_tag, stale_temporaries
 from perception_nodes.io.messages import RosbagsMessageTypes, default_message_types
 
 __all__ = ['BagError', 'BagWriteError', 'BagMessage', 'TopicSummary', 'BagSummary', 'open_bag',
            'iter_messages', 'read_messages', 'bag_topics', 'bag_summary', 'BagWriter', 'is_truncated',
-           'MAX_LOG_TIME_NS', 'check_log_time']
+           'MAX_LOG_TIME_NS', 'check_log_time', 'recover_output']
 
 STORAGES = ('mcap', 'sqlite3')
 MAX_LOG_TIME_NS = 2**63 - 1     # rosbag2 stores int64 nanoseconds, MCAP uint64: 0 .. 2**63 - 1 fits both
@@ -369,9 +377,14 @@ class BagWriter:
 
     Messages are built with the rosbags typestore (``message_types``, Humble by default) and stored
     as CDR in a rosbag2 version-8 bag. Everything is written into a hidden temporary folder next to
-    ``path`` that is renamed to ``path`` on a clean exit; on an exception it is deleted, so nothing
-    ever appears under the final name half-written. An existing ``path`` is an error unless
-    ``overwrite`` (then it is replaced, also atomically from the reader's point of view).
+    ``path``, ``.<name>.<host>-<pid>.<random>.partial`` (its owner in its name, and an exclusive lock on
+    its ``.lock`` file while the writer is open), whose bag folder is renamed to ``path`` on a clean exit;
+    on an exception (KeyboardInterrupt and SIGTERM-turned-exceptions included) it is deleted, so nothing
+    ever appears under the final name half-written. An existing ``path`` is an error unless ``overwrite``:
+    then it is replaced by one atomic exchange of the two folders (Linux ``renameat2(RENAME_EXCHANGE)``),
+    or, where the OS or filesystem cannot exchange, by two renames through a ``.<name>.<owner>.<random>.old``
+    folder. Opening a writer first runs :func:`recover_output` (``recovered`` lists what it did), so a
+    process killed at any instant leaves nothing the next writer of the same path does not repair.
     """
 
     def __init__(self, path: str | os.PathLike, storage: str = 'mcap', overwrite: bool = False,
@@ -384,18 +397,26 @@ class BagWriter:
         self.msgs = message_types or default_message_types()
         self._plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
         self._tmpdir: Path | None = None
+        self._lock: int | None = None
         self._writer: Any = None
         self._connections: dict[tuple[str, str], Any] = {}
         self.counts: dict[str, int] = {}
+        self.recovered: list[str] = []
 
     def __enter__(self) -> BagWriter:
-        if self.path.exists() and not self.overwrite:
-            raise FileExistsError(f'{self.path} exists already (use overwrite to replace it)')
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.partial',
+        self.recovered = recover_output(self.path)
+        if (self.path.exists() or self.path.is_symlink()) and not self.overwrite:
+            raise FileExistsError(f'{self.path} exists already (use overwrite to replace it)')
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.{owner_tag()}.', suffix='.partial',
                                              dir=self.path.parent))
-        self._writer = _Writer(self._tmpdir / self.path.name, version=8, storage_plugin=self._plugin)
-        self._writer.open()
+        try:
+            self._lock = _hold_lock(self._tmpdir)
+            self._writer = _Writer(self._tmpdir / self.path.name, version=8, storage_plugin=self._plugin)
+            self._writer.open()
+        except BaseException:
+            self._release()
+            raise
         return self
 
     @property
@@ -421,6 +442,19 @@ class BagWriter:
         self.counts.setdefault(topic, 0)
         return conn
 
+    def serialize(self, topic: str, msgtype: str, msg: Any, stamp_ns: Any) -> tuple[int, bytes]:
+        """Return (checked log time, CDR bytes) of one message, or raise :class:`BagWriteError`."""
+        stamp = check_log_time(topic, stamp_ns)
+        if msgtype not in self.msgs.typestore.types:
+            raise BagWriteError(f'{topic}: unknown message type {msgtype!r}', topic, stamp_ns)
+        try:
+            data = self.msgs.serialize(msg, msgtype)
+        except (OverflowError, struct.error, TypeError, ValueError, AttributeError, KeyError) as exc:
+            why = f'{type(exc).__name__}: {exc}'
+            raise BagWriteError(f'{topic}: message at {stamp} ns cannot be serialized as {msgtype} '
+                                f'({why}){_header_stamp(msg)}', topic, stamp_ns) from None
+        return stamp, data
+
     def write(self, topic: str, msgtype: str, msg: Any, stamp_ns: int) -> None:
         """Serialize ``msg`` (a rosbags message of ``msgtype``) and append it at log time ``stamp_ns``.
 
@@ -428,14 +462,19 @@ class BagWriter:
         outside 0 .. 2**63 - 1 ns or a field of ``msg`` cannot be serialized (e.g. a header stamp whose
         ``sec`` does not fit int32); nothing of that message is written then, so the bag stays valid.
         """
-        stamp = check_log_time(topic, stamp_ns)
-        try:
-            data = self.msgs.serialize(msg, msgtype)
-        except (OverflowError, struct.error, TypeError, ValueError, AttributeError, KeyError) as exc:
-            why = f'{type(exc).__name__}: {exc}'
-            raise BagWriteError(f'{topic}: message at {stamp} ns cannot be serialized as {msgtype} '
-                                f'({why}){_header_stamp(msg)}', topic, stamp_ns) from None
+        stamp, data = self.serialize(topic, msgtype, msg, stamp_ns)
         self.write_raw(topic, msgtype, data, stamp)
+
+    def write_all(self, messages: Iterable[tuple[str, str, Any, int]]) -> None:
+        """Write ``(topic, msgtype, msg, stamp_ns)`` messages whole or not at all (e.g. one frame's).
+
+        Every log time is checked and every message serialized before the first is written; a
+        :class:`BagWriteError` for any of them leaves the bag as it was.
+        """
+        ready = [(topic, msgtype, *self.serialize(topic, msgtype, msg, stamp))
+                 for topic, msgtype, msg, stamp in messages]
+        for topic, msgtype, stamp, data in ready:
+            self.write_raw(topic, msgtype, data, stamp)
 
     def write_raw(self, topic: str, msgtype: str, data: bytes | memoryview, stamp_ns: int) -> None:
         """Append already CDR-serialized bytes (log time checked as in :meth:`write`)."""
@@ -447,7 +486,7 @@ class BagWriter:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         writer, tmpdir = self._writer, self._tmpdir
-        self._writer, self._tmpdir = None, None
+        self._writer = None
         assert writer is not None and tmpdir is not None
         try:
             if exc_type is not None:
@@ -456,16 +495,124 @@ class BagWriter:
             writer.close()
             self._publish(tmpdir / self.path.name)
         finally:
+            self._release()
+
+    def _release(self) -> None:
+        tmpdir, lock = self._tmpdir, self._lock
+        self._tmpdir, self._lock = None, None
+        if lock is not None:
+            os.close(lock)
+        if tmpdir is not None:
             shutil.rmtree(tmpdir, ignore_errors=True)
 
     def _publish(self, built: Path) -> None:
-        if self.path.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.', suffix='.old', dir=self.path.parent))
-            os.replace(self.path, trash / 'old')
+        if not (self.path.exists() or self.path.is_symlink()):
+            os.replace(built, self.path)
+        elif not _exchange(built, self.path):       # the old output is now at ``built``, removed with it
+            trash = Path(tempfile.mkdtemp(prefix=f'.{self.path.name}.{owner_tag()}.', suffix='.old',
+                                          dir=self.path.parent))
+            os.replace(self.path, trash / 'old')    # a crash here leaves OUT missing: recover_output
             os.replace(built, self.path)
             shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(built, self.path)
+
+
+def recover_output(path: str | os.PathLike) -> list[str]:
+    """Repair what writers of ``path`` killed mid-way left beside it; returns one line per repair.
+
+    Only folders of dead owners count (this host's processes that no longer exist, see
+    :func:`perception_nodes.atomic.stale_temporaries`; a ``.partial`` whose lock is held is in use):
+
+    - ``path`` missing while a dead overwrite's ``.old`` folder holds the previous output (killed between
+      the two renames of the fallback swap): the previous output is renamed back to ``path``;
+    - every dead ``.old`` and ``.partial`` folder is then deleted.
+    """
+    path = Path(path)
+    notes = []
+    olds = sorted(stale_temporaries(path, '.old'), key=_mtime, reverse=True)
+    for old in olds:
+        previous = old / 'old'
+        if not (path.exists() or path.is_symlink()) and (previous.exists() or previous.is_symlink()):
+            try:
+                os.replace(previous, path)
+            except OSError as exc:
+                notes.append(f'could not restore {path} from {old.name} ({exc}); left it there')
+                continue
+            notes.append(f'restored {path} from {old.name}: an earlier overwrite was killed between its '
+                         'two renames')
+        shutil.rmtree(old, ignore_errors=True)
+        notes.append(f'removed {old.name}, left by a killed overwrite of {path.name}')
+    for partial in stale_temporaries(path, '.partial'):
+        if not partial.is_dir() or _lock_held(partial):
+            continue
+        shutil.rmtree(partial, ignore_errors=True)
+        notes.append(f'removed {partial.name}, the unfinished output of a killed run')
+    return notes
+
+
+def _mtime(p: Path) -> int:
+    try:
+        return p.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+_LOCK_NAME = '.lock'
+
+
+def _hold_lock(folder: Path) -> int | None:
+    """Open ``folder/.lock`` and hold an exclusive lock on it while the fd is open (None: no flock)."""
+    fd = os.open(folder / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        import fcntl
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except ImportError:
+        pass
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _lock_held(folder: Path) -> bool:
+    """Return True when another process holds ``folder/.lock`` (a live writer, whatever its PID says)."""
+    try:
+        import fcntl
+        fd = os.open(folder / _LOCK_NAME, os.O_RDWR)
+    except (ImportError, OSError):
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)            # closing drops the probe's own lock
+    return False
+
+
+_RENAME_EXCHANGE, _AT_FDCWD = 2, -100
+_renameat2: Any = None
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step; False where the OS or filesystem cannot (nothing moved)."""
+    global _renameat2
+    if not sys.platform.startswith('linux'):
+        return False
+    if _renameat2 is None:
+        try:
+            _renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+            _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                   ctypes.c_uint]
+        except (AttributeError, OSError):
+            _renameat2 = False
+    if _renameat2 is False:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV, errno.EPERM):
+        return False
+    raise OSError(err, f'cannot exchange {a} and {b}: {os.strerror(err)}')
 
 
 def check_log_time(topic: str, stamp_ns: Any) -> int:

@@ -21,6 +21,12 @@ Differences, all on the side of strictness or speed:
 - ``create_cloud`` accepts a structured array (fields matched by name), an ``(N, k)`` / ``(H, W, k)``
   plain array with one column per (sub-)field, or an iterable of tuples; ``height > 1`` for 2-D input.
 
+``is_dense`` (``create_cloud``): False by default, as the reference always writes it. False claims
+nothing (readers must expect invalid points; ``read_points(skip_nans=True)`` checks anyway), so it is
+always honest, and building a cloud costs no scan of its values. A caller that knows its points are
+finite passes ``is_dense=True`` (the labeled cloud computes it from its inputs); ``is_dense=None`` scans
+the floating fields for NaN (one NaN-propagating min each) and sets it accordingly.
+
 Values that do not fit their field (``create_cloud``), on purpose rather than by numpy's wrap-around:
 
 - integer fields: a value outside the field's range (300 into uint8, -1 into uint32, 2**70 into int64)
@@ -33,7 +39,7 @@ Values that do not fit their field (``create_cloud``), on purpose rather than by
 
 Speed: the point dtype of a field layout is validated once and cached; a plain or structured array
 whose memory already has the message's layout is copied once (``copy=False`` hands it over without a
-copy), and ``is_dense`` costs one NaN-propagating min/max per floating field. ``read_points`` /
+copy), and ``is_dense=None`` costs one NaN-propagating min/max per floating field. ``read_points`` /
 ``read_points_numpy`` return views built directly from the cached layout.
 """
 from __future__ import annotations
@@ -382,13 +388,14 @@ def _plain_view(points: np.ndarray, target: np.dtype) -> np.ndarray | None:
 
 def create_cloud(header: Any, fields: Sequence[Any], points: Any, msgs: MessageTypes | None = None,
                  point_step: int | None = None, is_bigendian: bool = False, *, clip: bool = False,
-                 copy: bool = True, is_dense: bool | None = None) -> Any:
+                 copy: bool = True, is_dense: bool | None = False) -> Any:
     """Build a PointCloud2 holding ``points`` laid out as ``fields`` (``sensor_msgs_py`` ``create_cloud``).
 
     ``points``: a structured array with (at least) every field's name, a plain array whose last axis
     has one column per (sub-)field, or an iterable of tuples. A 2-D point grid gives an organized cloud
-    (``height = shape[0]``). Padding bytes are zero; ``is_dense`` is True when no floating value is NaN
-    (pass it to skip that scan when the caller knows). Out-of-range values raise ValueError unless
+    (``height = shape[0]``). Padding bytes are zero. ``is_dense``: False (the reference's value), True
+    when the caller knows every point is valid, None to scan the floating fields for NaN (module
+    docstring). Out-of-range values raise ValueError unless
     ``clip`` (see the module docstring). ``copy=False``: when ``points`` already is a C-contiguous array
     with exactly the message's layout, the message's ``data`` is a view of it (the caller hands it over).
     """

@@ -10,17 +10,21 @@ network (``teacher`` dense features / ``student`` embeddings, in a worker thread
 classifier, ``perception_nodes.classify``) → ``instances`` (class-agnostic segments; optional voting) →
 ``occupancy`` (2D navigation grid: LiDAR rays, or the student's occupancy head) → ``voxels`` (3D semantic
 voxels) → ``overlay``.
+What needs no label (the ray-cast grid without obstacle classes, the voxelization, the overlays' layout
+of painted pixels) is computed before waiting for the network, so it overlaps it.
 
 Degraded input never crashes a frame: cameras missing from the frame, or whose image is not (H, W, 3) uint8
 of the CameraInfo size, are left out and said in ``Outputs.notes``; points nobody labels are unknown.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
+import threading
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -33,8 +37,9 @@ from perception_nodes.frame import CameraView, Frame
 from perception_nodes.geometry.projection import project_points
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs, Projections
-from perception_nodes.overlay import default_palette, draw_label_overlay
-from perception_nodes.pipeline import grids
+from perception_nodes.geometry.voxels import voxelize
+from perception_nodes.overlay import default_palette, label_overlay_layout, paint_labels
+from perception_nodes.pipeline import grids, threads
 from perception_nodes.pipeline.fusion import vote_segments
 from perception_nodes.teacher.instances import segment_scan
 from perception_nodes.pipeline.labellers import (EnsembleLabeller, PointFeatures, StudentLabeller,
@@ -92,8 +97,11 @@ class Pipeline:
         self.device = torch.device(cfg.runtime.device)
         if self.device.type == 'cuda' and not torch.cuda.is_available():
             raise ValueError(f'runtime.device is {cfg.runtime.device} but torch sees no CUDA device')
-        if cfg.runtime.torch_threads > 0:
-            torch.set_num_threads(cfg.runtime.torch_threads)
+        self.geometry_threads, self.network_threads = threads.resolve_threads(cfg.runtime.torch_threads,
+                                                                              cfg.runtime.network_threads)
+        threads.use_torch_threads(self.geometry_threads)
+        threads.limit_blas_threads(self.geometry_threads)
+        self._thread_ready = threading.local()
         self.visibility = VisibilityConfig(
             variant=cfg.fusion.visibility, threshold=cfg.fusion.visibility_threshold,
             block=cfg.fusion.visibility_block, dilation=cfg.fusion.visibility_dilation,
@@ -101,7 +109,7 @@ class Pipeline:
         self.nav_spec = grids.nav_spec(cfg.grids)
         self.voxel_grid = grids.voxel_spec(cfg.grids)
         self.counters: Counter[str] = Counter()
-        self._pool: ThreadPoolExecutor | None = None
+        self._pools: dict[str, ThreadPoolExecutor] = {}
         self.clip = clip
         kind = cfg.labeller.kind
         student_text = cfg.labeller.text_source == 'student' and kind in ('student', 'ensemble')
@@ -131,7 +139,8 @@ class Pipeline:
                 from perception_nodes.student.backends.select import load_student_backend
                 student_backend, name = load_student_backend(
                     cfg.labeller.student, cfg.labeller.backend, cfg.runtime.device,
-                    threads=cfg.runtime.network_threads or None, warn=warn or (lambda text: None))
+                    threads=self.network_threads, warn=warn or (lambda text: None))
+            threads.use_torch_threads(self.geometry_threads)   # the torch backend sets its count here
             student_l = StudentLabeller(student_backend, self.device, name)
         self.labeller: Any = {'teacher': teacher_l, 'student': student_l, 'none': None,
                               'ensemble': None if teacher_l is None or student_l is None
@@ -157,6 +166,7 @@ class Pipeline:
         if self._embedder is not None or self.labeller is None or self.synthetic is not None or \
                 self.trained_text is not None:
             self.set_vocabulary(cfg.vocabulary.classes)
+        _freeze_startup_objects()
 
     def _trained_text(self, student: StudentLabeller) -> tuple[list[str], torch.Tensor]:
         """Return the student's trained (class names, text embeddings); a one-line error when it has none."""
@@ -403,7 +413,8 @@ class Pipeline:
         for result in results:
             if result.index.numel() == 0:
                 continue
-            c = classify(result.features, result.text, cfg.logit_scale, cfg.unknown_threshold)
+            c = classify(result.features, result.text, cfg.logit_scale, cfg.unknown_threshold,
+                         normalized=result.unit)
             better = c.scores > scores[result.index]
             idx = result.index[better]
             labels[idx], scores[idx] = c.labels[better], c.scores[better]
@@ -431,21 +442,23 @@ class Pipeline:
                 notes.append(UNTRAINED_STUDENT_NOTE.format(model=cfg.labeller.student or 'injected backend'))
         if labeller is not None and self.clip_text is None:
             raise ValueError('no vocabulary: call set_vocabulary() before process()')
+        if not getattr(self._thread_ready, 'done', False):     # the thread calling process(): geometry
+            threads.use_torch_threads(self.geometry_threads)
+            self._thread_ready.done = True
         n = frame.num_points
         points = torch.as_tensor(frame.points, device=self.device)
         views = self._usable_views(frame, notes)
         if labeller is not None and labeller.needs_cameras and not views and n:
             self.counters['no_usable_camera'] += 1
             notes.append(NO_CAMERA_NOTE)
-        run = self._executor().submit if cfg.runtime.concurrent_teacher else None
+        run = self._executor().submit if cfg.runtime.concurrent_teacher else self._inline
         handle = labeller.submit(frame, views, run) if labeller is not None else None
         obstacle = None
         if cfg.grids.obstacle_classes and self.vocabulary is not None:
             obstacle = [self.vocabulary.index(c) for c in cfg.grids.obstacle_classes]
-        nav_future = None
+        # the geometric grid runs here, with the other 3D stages: in a third thread (beside this one and the
+        # network's) it only contended for the cores and the GIL (measured on 2 shared cores: slower)
         geometric_nav = cfg.grids.nav_grid and self.occupancy_source == 'geometry'
-        if geometric_nav and obstacle is None and run is not None:
-            nav_future = run(self._timed_nav, points, None, None)
 
         models = [v.model for v in views]
         T = np.stack([v.T_cam_lidar for v in views]) if views else np.zeros((0, 4, 4))
@@ -456,6 +469,23 @@ class Pipeline:
         segments = self._segments(frame) if cfg.segments.enabled and n else \
             torch.full((n,), -1, dtype=torch.int64, device=self.device)
         timer.lap('instances')
+
+        # what needs no label is done now, while the network may still be running
+        occupancy = None
+        if geometric_nav and obstacle is None:
+            occupancy = grids.geometric_nav_grid(points, None, self.nav_spec)
+        timer.lap('occupancy')
+        voxelized = None
+        if cfg.grids.voxels and self.occupancy_source == 'geometry':
+            voxelized = voxelize(points, self.voxel_grid)
+        timer.lap('voxels')
+        layouts = {}
+        if cfg.overlay.enabled and views:
+            layouts = {view.name: label_overlay_layout(view.image.shape[:2], proj.uv[m], proj.depth[m],
+                                                       proj.in_image[m], cfg.overlay.point_radius,
+                                                       cfg.overlay.max_points)
+                       for m, view in enumerate(views)}
+        timer.lap('overlay')
 
         results: list[PointFeatures] = []
         if labeller is not None:
@@ -475,7 +505,6 @@ class Pipeline:
         instances = torch.where(segments >= 0, segments + 1, torch.zeros_like(segments))
         timer.lap('instances')
 
-        occupancy = None
         occupancy_3d = None
         student = next((r for r in results if r.source == 'student'), None)
         if self.occupancy_source == 'student' and student is not None and \
@@ -485,9 +514,7 @@ class Pipeline:
             if occupancy_3d is not None:
                 occupancy = grids.student_nav_grid(occupancy_3d, student.grid, cfg.grids.nav_z_min,
                                                    cfg.grids.nav_z_max)
-            elif nav_future is not None:
-                occupancy, timer.times['occupancy'] = nav_future.result()
-            elif geometric_nav:
+            elif geometric_nav and occupancy is None:
                 occupancy = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
             if occupancy is not None:
                 occupancy.frame_id = occupancy.frame_id or frame.frame_id
@@ -500,7 +527,7 @@ class Pipeline:
                                               student.voxel_features, self.clip_text,
                                               cfg.labeller.logit_scale, cfg.labeller.unknown_threshold)
             else:
-                voxels = grids.semantic_voxels(points, labels, self.voxel_grid)
+                voxels = grids.semantic_voxels(points, labels, self.voxel_grid, voxelized)
         timer.lap('voxels')
 
         labels_np = labels.cpu().numpy().astype(np.uint16)
@@ -512,10 +539,9 @@ class Pipeline:
                 seg = segments.cpu().numpy()
                 drawn = np.where(seg >= 0, seg % 20, UNKNOWN_LABEL)
                 palette = default_palette(20)
-            for m, view in enumerate(views):
-                overlays[view.name] = draw_label_overlay(
-                    view.image, proj.uv[m], proj.depth[m], proj.in_image[m], drawn, palette,
-                    cfg.overlay.point_radius, cfg.overlay.max_points, cfg.overlay.unknown_color)
+            for view in views:
+                overlays[view.name] = paint_labels(view.image, layouts[view.name], drawn, palette,
+                                                   cfg.overlay.unknown_color)
         timer.lap('overlay')
 
         embeddings = None
@@ -545,18 +571,49 @@ class Pipeline:
                                                v.stamp_ns or frame.stamp_ns) for v in views},
                        timings_ms=timings, notes=notes)
 
-    def _timed_nav(self, points: torch.Tensor, labels: Any, obstacle: Any) -> tuple[Any, float]:
-        start = time.perf_counter()
-        grid = grids.geometric_nav_grid(points, labels, self.nav_spec, obstacle)
-        return grid, (time.perf_counter() - start) * 1e3
-
     def _executor(self) -> ThreadPoolExecutor:
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix='ovp-worker')
-        return self._pool
+        """Return the network's worker threads (teacher / student, each with ``network_threads``)."""
+        pool = self._pools.get('network')
+        if pool is None:
+            workers = 2 if isinstance(self.labeller, EnsembleLabeller) else 1
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix='ovp-network',
+                                      initializer=threads.use_torch_threads, initargs=(self.network_threads,))
+            self._pools['network'] = pool
+        return pool
+
+    def _inline(self, fn: Any, *args: Any) -> Future:
+        """Run the network in the calling thread (``runtime.concurrent_teacher: false``) with its threads."""
+        switch = self.geometry_threads > 0
+        if switch:
+            threads.use_torch_threads(self.network_threads)
+        try:
+            value = fn(*args)
+        finally:
+            if switch:
+                threads.use_torch_threads(self.geometry_threads)
+        done: Future = Future()
+        done.set_result(value)
+        return done
 
     def close(self) -> None:
         """Stop the worker threads (also done at interpreter exit)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
+            pool.shutdown(wait=True)
+
+
+_FROZEN: list[bool] = []
+
+
+def _freeze_startup_objects() -> None:
+    """Move what exists after the first pipeline's start-up out of the cyclic collector's reach (once).
+
+    torch, the models and the imported modules are ~200k tracked objects that live as long as the
+    process; a full collection walks all of them (~100 ms on a small CPU), and the thousands of marker
+    points a frame allocates trigger one every few frames. Frozen (``gc.freeze``), they are no longer
+    walked: full collections then cost what the frames allocate. Objects frozen here are never collected
+    as cyclic garbage, which is what start-up objects are for.
+    """
+    if not _FROZEN:
+        _FROZEN.append(True)
+        gc.freeze()

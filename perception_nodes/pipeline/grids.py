@@ -16,7 +16,7 @@ import torch
 
 from perception_nodes.classify import classify
 from perception_nodes.geometry.occupancy import NavGridSpec, navigation_grid_fast
-from perception_nodes.geometry.voxels import GridSpec, majority_label, voxelize
+from perception_nodes.geometry.voxels import GridSpec, _check_points, majority_label, voxelize
 from perception_nodes.outputs import UNKNOWN_LABEL, OccupancyGrid2D, SemanticVoxels
 
 
@@ -42,9 +42,13 @@ def geometric_nav_grid(points: torch.Tensor, labels: torch.Tensor | None, spec: 
                                 obstacle)
 
 
-def semantic_voxels(points: torch.Tensor, labels: torch.Tensor, grid: GridSpec) -> SemanticVoxels:
-    """Occupied voxels of ``grid`` labelled with the majority known label of their points (else unknown)."""
-    vox = voxelize(points, grid)
+def semantic_voxels(points: torch.Tensor, labels: torch.Tensor, grid: GridSpec,
+                    voxelized: Any = None) -> SemanticVoxels:
+    """Occupied voxels of ``grid`` labelled with the majority known label of their points (else unknown).
+
+    ``voxelized``: ``voxelize(points, grid)`` when the caller has it already (it needs no label).
+    """
+    vox = voxelized if voxelized is not None else voxelize(points, grid)
     labels = labels.to(vox.point_to_voxel.device).long()
     known = (labels != UNKNOWN_LABEL) & (vox.point_to_voxel >= 0)
     vox_labels = majority_label(vox.point_to_voxel[known], labels[known], vox.num_voxels)
@@ -62,19 +66,26 @@ def occupied_probability(occupancy_logits: np.ndarray) -> np.ndarray:
 def student_voxels(p_occupied: np.ndarray, grid: GridSpec, points: torch.Tensor, labels: torch.Tensor,
                    voxel_features: np.ndarray | None = None, clip_text: torch.Tensor | None = None,
                    logit_scale: float = 100.0, unknown_threshold: float = 0.0) -> SemanticVoxels:
-    """Return the voxels the occupancy head predicts occupied, labelled (module docstring)."""
-    occupied = torch.nonzero(torch.as_tensor(p_occupied) > 0.5)
-    if voxel_features is not None and clip_text is not None and len(occupied):
+    """Return the voxels the occupancy head predicts occupied, labelled (module docstring).
+
+    Majority labels are computed from the points of occupied voxels only (the same majority per voxel
+    as over all points; the other voxels are not output).
+    """
+    occupied_mask = torch.as_tensor(p_occupied) > 0.5
+    occupied = torch.nonzero(occupied_mask)
+    if not len(occupied):
+        vox_labels = torch.zeros(0, dtype=torch.int64)
+    elif voxel_features is not None and clip_text is not None:
         feats = torch.as_tensor(np.asarray(voxel_features, np.float32))[tuple(occupied.T)]
         vox_labels = classify(feats, clip_text, logit_scale, unknown_threshold).labels
     else:
-        vox = voxelize(points, grid)
-        linear = grid.linear_index(occupied)
-        per_voxel = torch.full((int(np.prod(grid.shape)),), UNKNOWN_LABEL, dtype=torch.int64)
-        known = (labels.cpu().long() != UNKNOWN_LABEL) & (vox.point_to_voxel.cpu() >= 0)
-        majority = majority_label(vox.point_to_voxel[known].cpu(), labels.cpu().long()[known], vox.num_voxels)
-        per_voxel[grid.linear_index(vox.coords.cpu())] = torch.where(majority < 0, UNKNOWN_LABEL, majority)
-        vox_labels = per_voxel[linear]
+        inside, lin = grid.inside_linear(_check_points(points).cpu())
+        point_labels = labels.cpu().long()[inside]
+        keep = occupied_mask.reshape(-1)[lin] & (point_labels != UNKNOWN_LABEL)
+        row = torch.full((int(np.prod(grid.shape)),), -1, dtype=torch.int64)
+        row[grid.linear_index(occupied)] = torch.arange(len(occupied))      # occupied voxel -> output row
+        majority = majority_label(row[lin[keep]], point_labels[keep], len(occupied))
+        vox_labels = torch.where(majority < 0, UNKNOWN_LABEL, majority)
     return SemanticVoxels(centers=grid.voxel_centers(occupied).float().numpy(),
                           labels=vox_labels.numpy(), voxel_size=np.asarray(grid.voxel_size))
 

@@ -45,6 +45,7 @@ class PointFeatures:
     voxel_features: np.ndarray | None = None     # (X, Y, Z, C) CLIP-space language features (student)
     grid: Any = None                             # GridSpec of the occupancy head
     maps: list[torch.Tensor] | None = None       # the teacher's per-camera (C, h, w) feature maps
+    unit: bool = False                           # rows are unit vectors: not normalised again to classify
 
 
 def _resolved(value: Any) -> Future:
@@ -105,14 +106,17 @@ class TeacherLabeller:
                 continue
             feats = sample_features(fmap.to(self.device), projection.uv[m, idx], projection.image_sizes[m],
                                     self.sampling).float()
-            feats = feats.div_(feats.norm(dim=1, keepdim=True).clamp_min_(1e-12))   # in place: no copy
+            # normalised in place, across the layout grid_sample gives ((C, n) memory): no copy, and the
+            # norms reduce over whole rows of n instead of strided columns
+            columns = feats.T
+            columns.div_(torch.linalg.vector_norm(columns, dim=0).clamp_min_(1e-12))
             acc.add(idx, feats, unit=True)
         index, fused = acc.fused()
         if fused.numel() == 0:
             fused = torch.zeros(0, self.text.shape[1], device=self.device)
         sampling_ms = (time.perf_counter() - start) * 1e3
         return PointFeatures('teacher', index, fused, self.text,
-                             {'teacher': teacher_ms, 'sampling': sampling_ms}, maps=list(maps))
+                             {'teacher': teacher_ms, 'sampling': sampling_ms}, maps=list(maps), unit=True)
 
 
 class StudentLabeller:

@@ -4,6 +4,9 @@ Weights are read without unpickling: ``.safetensors`` through safetensors, ``.pt
 dicts through ``torch.load(weights_only=True)``. Pretrained tags resolve through open_clip's
 registry; in offline mode (the default) nothing is downloaded and a missing file raises
 :class:`WeightsUnavailableError` naming the file to place and where.
+
+Importing this module is cheap: open_clip (which pulls in torchvision and torch._dynamo, about a second)
+is imported by the functions that need it, so a geometry-only or student-only process never loads it.
 """
 from __future__ import annotations
 
@@ -14,16 +17,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import open_clip
 import torch
-from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
-from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
-
-from perception_nodes.teacher import tiny  # noqa: F401  (registers ovp-tiny, ovp-tiny-rn)
 
 CACHE_ENV = 'OVP_CLIP_CACHE'
 RANDOM_TAGS = ('none', 'random', '')
 WEIGHT_SUFFIXES = ('.safetensors', '.pt', '.pth', '.bin')
+
+
+def _open_clip() -> Any:
+    """open_clip, with this package's tiny models registered (imported on first use: module docstring)."""
+    import open_clip
+
+    from perception_nodes.teacher import tiny  # noqa: F401  (registers ovp-tiny, ovp-tiny-rn)
+    return open_clip
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -90,6 +96,7 @@ def _flat_weights_name(model: str, tag: str) -> str:
 
 def _hf_candidates(cfg: dict) -> tuple[str, list[str]]:
     """(repo_id, filenames in preference order) of a pretrained cfg's Hugging Face entry."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
     hub = cfg.get('hf_hub', '')
     if not hub:
         return '', []
@@ -107,6 +114,8 @@ def resolve_pretrained(model: str, tag: str, cache_dir: Path, offline: bool = Tr
     cache layout under ``cache_dir`` (what open_clip downloads); ``cache_dir/<basename of url>``.
     Online (``offline=False``) a missing file is downloaded by open_clip into ``cache_dir``.
     """
+    _open_clip()
+    from open_clip.pretrained import download_pretrained, get_pretrained_cfg, list_pretrained_tags_by_model
     cfg = get_pretrained_cfg(model, tag)
     if not cfg:
         tags = list_pretrained_tags_by_model(model)
@@ -203,6 +212,7 @@ def _is_weights_path(pretrained: str) -> bool:
 
 def load_clip(spec: ClipSpec) -> LoadedClip:
     """Create the open_clip model of ``spec``, load its weights, put it in eval mode on ``spec.device``."""
+    open_clip = _open_clip()
     name = spec.model
     if name not in open_clip.list_models():
         raise ValueError(f'unknown CLIP model {name!r}; open_clip knows e.g. ViT-B-32, ViT-B-16, RN50, '

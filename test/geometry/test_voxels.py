@@ -70,3 +70,41 @@ def test_empty_and_bad_input():
         voxelize(torch.zeros(4, 3), GRID, torch.zeros(3))
     with pytest.raises(ValueError, match='upper'):
         GridSpec((0, 0, 0), (0, 1, 1), (1, 1, 1))
+
+
+def test_inside_linear_equals_voxel_indices_and_linear_index():
+    """Issue 14: the fast bounds test selects exactly the points and indices the per-axis path does."""
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(-2.6, 2.6, (5000, 3)).astype(np.float32)
+    pts[:40] = np.round(pts[:40] * 2) / 2                       # on cell faces and the grid's bounds
+    pts[40:48] = [[np.nan, 0, 0], [0, np.inf, 0], [0, 0, -np.inf], [2.0, 0, 0], [-2.0, -2.0, -1.0],
+                  [1e30, 0, 0], [-1e30, 0, 0], [0, 0, 1.0]]
+    for dtype in (torch.float32, torch.float64):
+        points = torch.from_numpy(pts).to(dtype)
+        idx, inside = GRID.voxel_indices(points)
+        fast_inside, lin = GRID.inside_linear(points)
+        assert torch.equal(fast_inside, inside)
+        assert torch.equal(lin, GRID.linear_index(idx[inside]))
+
+
+def _sorting_majority(groups, labels, num_groups):
+    """The sorting path of majority_label (torch.unique of (group, label) pairs), as the reference."""
+    out = torch.full((num_groups,), -1, dtype=torch.long)
+    values, compact = torch.unique(labels.long(), return_inverse=True)
+    n_lab = int(values.numel())
+    pair, count = torch.unique(groups * n_lab + compact, return_counts=True)
+    best = torch.zeros(num_groups, dtype=torch.long).scatter_reduce(0, pair // n_lab, count, reduce='amax')
+    winner = count == best[pair // n_lab]
+    big = torch.full((num_groups,), n_lab, dtype=torch.long).scatter_reduce(
+        0, (pair // n_lab)[winner], (pair % n_lab)[winner], reduce='amin')
+    out[big < n_lab] = values[big[big < n_lab]]
+    return out
+
+
+@pytest.mark.parametrize('seed, top', [(0, 5), (1, 300), (2, 70000), (3, 2**40)])
+def test_counting_majority_equals_the_sorting_path(seed, top):
+    """Issue 14: the bincount majority (small label ids) equals the sort-based one, ties included."""
+    rng = np.random.default_rng(seed)
+    groups = torch.from_numpy(rng.integers(0, 50, 3000))
+    labels = torch.from_numpy(rng.choice(rng.integers(0, top, 6), 3000))
+    assert torch.equal(majority_label(groups, labels, 60), _sorting_majority(groups, labels, 60))

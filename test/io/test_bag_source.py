@@ -93,7 +93,8 @@ def test_matching_drops_and_stats(synthetic_bag):
     # the truncated cloud 7 is skipped; cloud 4 has no cam_b image within the slop: it keeps cam_a
     assert [f.index for f in frames] == [0, 1, 2, 3, 4, 5, 6, 8, 9]
     assert stats.counts() == {'bad_cloud': 1, 'camera/no_image': 1, 'nonfinite_points': 1}
-    assert [e['where'] for e in stats.events] == ['bag cloud 4', 'bag cloud 7']
+    # a NaN point, no image, a bad cloud
+    assert [e['where'] for e in stats.events] == ['bag cloud 2', 'bag cloud 4', 'bag cloud 7']
     for f in frames:
         t = f.stamp_ns
         assert t == CLOUD_STAMPS[f.index] and f.frame_id == 'lidar'

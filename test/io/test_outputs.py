@@ -231,3 +231,42 @@ def test_labeled_cloud_refuses_labels_outside_uint16():
     out.labels[2] = 70000
     with pytest.raises(ValueError, match="field 'label': value 70000 is outside uint16 range"):
         labeled_cloud(out, header('velo', 0), PALETTE)
+
+
+@pytest.mark.parametrize('check_fields', [True, False])
+def test_rclpy_markers_built_slot_by_slot_equal_the_constructor_path(ros_harness_package, check_fields):
+    """Issue 14: rosidl Points made by __new__ + slots equal keyword-built ones (field checks on and off)."""
+    from perception_nodes.io import outputs as outputs_module
+    from perception_nodes.nodes.rclpy_messages import RclpyMessageTypes
+
+    rng = np.random.default_rng(4)
+    vox = SemanticVoxels(centers=rng.normal(size=(300, 3)).astype(np.float32),
+                         labels=rng.integers(0, 3, 300), voxel_size=np.array([0.4, 0.4, 0.5]))
+    with ros_harness_package.RosHarness(console=False, check_fields=check_fields):
+        msgs = RclpyMessageTypes()
+        point = msgs.message_class('geometry_msgs/msg/Point')
+        assert outputs_module._rosidl_point_builder(point) is not None       # the fast path is taken
+        got = voxel_markers(vox, header('velo', STAMP, msgs), ['road', 'car', 'tree'], PALETTE, msgs=msgs)
+        slow = _KeywordOnlyMessages(True)
+        slow.inner = msgs                                                   # keyword constructor per point
+        want = voxel_markers(vox, header('velo', STAMP, msgs), ['road', 'car', 'tree'], PALETTE, msgs=slow)
+        assert len(got.markers) == len(want.markers) == 4
+        for a, b in zip(got.markers, want.markers):
+            assert a == b
+            assert all(p._check_fields == check_fields for p in a.points)
+
+
+def test_point_builder_falls_back_for_classes_not_shaped_like_rosidl():
+    from perception_nodes.io.outputs import _rosidl_point_builder
+
+    class Slotted:
+        __slots__ = ('_x', '_y', '_z', '_check_fields')
+
+        def __init__(self, x=0.0, y=0.0, z=0.0):
+            self._x, self._y, self._z, self._check_fields = x * 2, y, z, True     # a different meaning
+
+        def __eq__(self, other):
+            return (self._x, self._y, self._z) == (other._x, other._y, other._z)
+
+    assert _rosidl_point_builder(Slotted) is None
+    assert _rosidl_point_builder(MSGS.message_class('geometry_msgs/msg/Point')) is None

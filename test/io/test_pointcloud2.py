@@ -95,12 +95,27 @@ def test_cdr_round_trip_through_rosbags_typestore():
     msgs = default_message_types()
     pts = np.zeros(3, dtype=[('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('label', '<u2')])
     pts['x'], pts['label'] = [1, 2, 3], [10, 20, 65535]
-    msg = pc2.create_cloud(header('v', 123), pc2.fields_from_dtype(pts.dtype), pts)
+    msg = pc2.create_cloud(header('v', 123), pc2.fields_from_dtype(pts.dtype), pts, is_dense=None)
     back = msgs.deserialize(msgs.serialize(msg), 'sensor_msgs/msg/PointCloud2')
     out = pc2.read_points(back)
     assert out.dtype.names == ('x', 'y', 'z', 'label')
     np.testing.assert_array_equal(out['label'], [10, 20, 65535])
-    assert back.point_step == 14 and back.row_step == 42 and back.is_dense
+    assert back.point_step == 14 and back.row_step == 42 and back.is_dense       # scanned: no NaN
+
+
+def test_is_dense_policy():
+    """False by default as the reference writes it; None scans for NaN; an explicit value is kept."""
+    finite = np.zeros((4, 3), np.float32)
+    invalid = finite.copy()
+    invalid[2, 1] = np.nan
+    fields = pc2.xyz_fields()
+    for pts in (finite, invalid):
+        assert pc2.create_cloud(header('v', 0), fields, pts).is_dense is False
+        assert pc2.create_cloud_xyz32(header('v', 0), pts).is_dense is False
+        assert pc2.create_cloud(header('v', 0), fields, pts, is_dense=True).is_dense is True
+    assert pc2.create_cloud(header('v', 0), fields, finite, is_dense=None).is_dense is True
+    assert pc2.create_cloud(header('v', 0), fields, invalid, is_dense=None).is_dense is False
+    assert pc2.create_cloud(header('v', 0), fields, np.zeros((0, 3), np.float32), is_dense=None).is_dense
 
 
 def test_skip_nans_field_selection_and_uvs():
@@ -275,7 +290,9 @@ def test_create_cloud_bytes_match_sensor_msgs_py(ros2_point_cloud2, seed):
     assert bytes(got.data) == bytes(want.data) == xyzi.tobytes()
     layout = ('width', 'height', 'point_step', 'row_step')
     assert [getattr(got, k) for k in layout] == [getattr(want, k) for k in layout]
-    assert got.is_dense == (not np.isnan(xyzi).any())
+    assert got.is_dense is bool(want.is_dense) is False                 # the reference never claims it
+    scanned = pc2.create_cloud(header('v', 0), fields, xyzi, is_dense=None)
+    assert scanned.is_dense == (not np.isnan(xyzi).any()) and bytes(scanned.data) == bytes(want.data)
     # a mixed, padded layout given as a structured array of exactly the fields' dtype
     mixed = [('x', 0, pc2.FLOAT32, 1), ('ring', 4, pc2.UINT16, 1), ('t', 8, pc2.FLOAT64, 1),
              ('rgb', 16, pc2.UINT8, 3)]

@@ -120,3 +120,56 @@ def test_mean_feature_vote_classifies_segment_mean():
     assert out_l[4].item() == 2 and out_l[5].item() == UNKNOWN_LABEL
     with pytest.raises(ValueError, match='voting mode'):
         vote_segments(segments, labels, scores, 3, mode='median')
+
+
+@pytest.mark.parametrize('ids', [[0, 1, 2, 3, 1, 0], [5, 5, 9, 2, 9], [7], [3, 10**9, 3, 12], [0] * 4])
+def test_compact_ids_is_uniques_inverse(ids):
+    """Issue 14: the presence-table ranking equals torch.unique's inverse, dense or sparse ids."""
+    from perception_nodes.pipeline.fusion import _compact_ids
+    ids = torch.tensor(ids)
+    uniq, inverse = torch.unique(ids, return_inverse=True)
+    got, count = _compact_ids(ids)
+    assert torch.equal(got, inverse) and count == uniq.numel()
+
+
+def test_majority_vote_with_unvoted_segments_and_sparse_ids():
+    segments = torch.tensor([-1, 10**9, 10**9, 4, 4, 4, 7, 7])
+    labels = torch.tensor([2, 1, 1, UNKNOWN_LABEL, 0, 0, UNKNOWN_LABEL, UNKNOWN_LABEL])
+    scores = torch.tensor([0.9, 0.5, 0.7, 0.0, 0.2, 0.4, 0.0, 0.0])
+    out, sc = vote_segments(segments, labels, scores, 3)
+    assert out.tolist() == [2, 1, 1, 0, 0, 0, UNKNOWN_LABEL, UNKNOWN_LABEL]
+    assert torch.allclose(sc, torch.tensor([0.9, 0.6, 0.6, 0.3, 0.3, 0.3, 0.0, 0.0]))
+
+
+def _former_torch_majority(segments, labels, scores, k):
+    """The torch majority vote (before the numpy path): index_add_ sums in point order."""
+    out_l, out_s = labels.clone(), scores.clone()
+    idx = torch.nonzero(segments >= 0).reshape(-1)
+    _, seg = torch.unique(segments[idx], return_inverse=True)
+    s = int(seg.max()) + 1 if len(seg) else 0
+    known = labels[idx] != UNKNOWN_LABEL
+    flat = seg[known] * k + labels[idx[known]]
+    votes = torch.zeros(s * k).index_add_(0, flat, torch.ones(len(flat)))
+    sums = torch.zeros(s * k).index_add_(0, flat, scores[idx[known]])
+    count, best = votes.view(s, k).max(dim=1)
+    score = sums.view(s, k).gather(1, best[:, None]).squeeze(1) / count.clamp(min=1)
+    member = (count > 0)[seg]
+    out_l[idx[member]], out_s[idx[member]] = best[seg[member]], score[seg[member]]
+    return out_l, out_s
+
+
+@pytest.mark.parametrize('seed, ids', [(0, 12), (1, 3), (2, 10**7), (3, 200)])
+def test_numpy_majority_vote_equals_the_torch_vote_bitwise(seed, ids):
+    """Issue 14: the numpy path gives the torch path's labels and float32 scores exactly."""
+    rng = np.random.default_rng(seed)
+    n, k = 4000, 7
+    segments = torch.from_numpy(rng.choice(rng.integers(0, ids, 40), n) * (rng.random(n) > 0.2) -
+                                (rng.random(n) < 0.2))
+    labels = torch.from_numpy(rng.integers(0, k, n))
+    labels[torch.from_numpy(rng.random(n) < 0.4)] = UNKNOWN_LABEL
+    scores = torch.from_numpy(rng.random(n).astype(np.float32))
+    got_l, got_s = vote_segments(segments, labels, scores, k)
+    want_l, want_s = _former_torch_majority(segments, labels, scores, k)
+    assert torch.equal(got_l, want_l) and torch.equal(got_s, want_s)
+    ref_l, _ = _vote_reference(segments.numpy(), labels.numpy(), scores.numpy())
+    assert np.array_equal(got_l.numpy(), ref_l)

@@ -49,3 +49,29 @@ def test_bad_shapes_are_named(bad):
 def test_bad_max_points():
     with pytest.raises(ValueError, match='max_points'):
         pad_points(np.zeros((3, 4)), 0)
+
+
+def _reference_pad(points, max_points, columns=4):
+    """The former pad_points body (isfinite over rows, zeros, fancy-index copy)."""
+    pts = np.asarray(points)[:, :columns].astype(np.float32, copy=False)
+    finite = np.isfinite(pts).all(axis=1)
+    good = np.flatnonzero(finite)
+    kept = good[subsample_indices(len(good), max_points)]
+    out = np.zeros((max_points, columns), dtype=np.float32)
+    out[:len(kept)] = pts[kept]
+    return out, kept, finite
+
+
+CASES = [(50, 64, 0), (64, 64, 0), (80, 64, 0), (50, 64, 5), (90, 64, 7), (0, 8, 0)]
+
+
+@pytest.mark.parametrize('n, max_points, bad', CASES)
+def test_pad_points_equals_the_reference(n, max_points, bad):
+    """Issue 14 (contiguous copy when every point is used, short-axis finite test): same arrays."""
+    rng = np.random.default_rng(n + bad)
+    pts = rng.normal(size=(n, 5)).astype(np.float64)
+    pts[rng.choice(n, bad, replace=False) if n else [], rng.integers(0, 4)] = np.nan
+    got = pad_points(pts, max_points)
+    out, kept, finite = _reference_pad(pts, max_points)
+    assert np.array_equal(got.points, out) and np.array_equal(got.kept, kept)
+    assert np.array_equal(got.finite, finite) and got.mask.sum() == len(kept)

@@ -270,3 +270,20 @@ def test_segment_scan_imports_neither_sklearn_nor_open_clip() -> None:
                          env={**os.environ, 'PYTHONPATH': root})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == '[]'
+
+
+@pytest.mark.parametrize('eps', [1.0, 1.8, 2.5, 3.2])
+def test_radius_connected_components_labels_equal_the_all_pairs_reference(eps: float) -> None:
+    """Issue 14 (the column walk): the same labels, numbered alike, as scipy on the all-pairs graph."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from perception_nodes.teacher.instances import radius_connected_components
+    rng = np.random.default_rng(int(eps * 10))
+    cells = np.unique(rng.integers(-9, 9, size=(700, 3)), axis=0)
+    cells = np.concatenate([cells, cells[:5] + [40, 0, 0]])           # far, separate copies
+    for shuffled in (False, True):
+        pts = cells[rng.permutation(len(cells))] if shuffled else cells
+        d2 = ((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)
+        _, slow = connected_components(csr_matrix(d2 <= eps * eps + 1e-9), directed=False)
+        assert np.array_equal(radius_connected_components(pts, eps), slow)

@@ -97,9 +97,12 @@ class StudentBackend(ABC):
         emb, occupancy, voxel = self._run(padded)
         t2 = time.perf_counter()
         n, dim = padded.num_input, emb.shape[1]
-        out = np.zeros((n, dim), dtype=np.float32)
-        out[~padded.finite] = np.nan                     # no embedding for non-finite input points
-        out[padded.kept] = emb[:padded.num_used]
+        if padded.num_used == n:                         # every point used, in order: the rows themselves
+            out = np.ascontiguousarray(emb[:n], dtype=np.float32)
+        else:
+            out = np.zeros((n, dim), dtype=np.float32)
+            out[~padded.finite] = np.nan                 # no embedding for non-finite input points
+            out[padded.kept] = emb[:padded.num_used]
         if padded.subsampled:
             xyz = np.asarray(points)[:, :3].astype(np.float32)
             kept_xyz = xyz[padded.kept]
