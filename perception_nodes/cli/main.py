@@ -24,7 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     'scannet-to-bag': ('scannet_to_bag', 'convert a ScanNet scene (points, labels, posed images) into a bag'),
     'replay': ('replay', 'run the perception pipeline over a bag and write an output bag'),
     'eval': ('eval', 'score a labeller on bags with ground truth (report.json, report.md, PNGs)'),
-    'demo': ('demo', 'build sample bags and replay them (the README main job)'),
+    'demo': ('demo', 'the README main job: sample bags -> pseudo-labels -> trained student -> replay + eval'),
     'export': ('export', 'export a student checkpoint to ONNX (and a TensorRT engine)'),
     'pseudo-label': ('pseudo_label', 'make a resumable pseudo-label store from bags (the seed papers\' '
                      'methods)'),
