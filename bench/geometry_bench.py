@@ -13,37 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-BUSY = 'import time\nend = time.monotonic() + {seconds}\nx = 0\nwhile time.monotonic() < end:\n    x += 1\n'
-
-
-@contextmanager
-def busy_core(seconds: float) -> Iterator[None]:
-    """Keep one core busy with a pure-Python loop in a subprocess (ends by itself after ``seconds``)."""
-    proc = subprocess.Popen([sys.executable, '-c', BUSY.format(seconds=float(seconds))])
-    try:
-        time.sleep(0.3)
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
+from _timing import busy_core, median_ms
 
 
 def _median_ms(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return round(1000 * statistics.median(times), 2)
+    return round(median_ms(fn, repeats), 2)
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:

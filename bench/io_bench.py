@@ -30,35 +30,17 @@ import sys
 import tempfile
 import time
 import types
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
+
+from _timing import busy_core, median_ms
 
 REPO = Path(__file__).resolve().parents[1]
-BUSY = 'import time\nend = time.monotonic() + {seconds}\nx = 0\nwhile time.monotonic() < end:\n    x += 1\n'
-
-
-@contextmanager
-def busy_core(seconds: float) -> Iterator[None]:
-    """Keep one core busy with a pure-Python loop in a subprocess (ends by itself after ``seconds``)."""
-    proc = subprocess.Popen([sys.executable, '-c', BUSY.format(seconds=float(seconds))])
-    try:
-        time.sleep(0.3)
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def timed_us(fn: Callable[[], Any], repeat: int) -> float:
     """Median wall time of ``fn()`` in microseconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e6
+    return median_ms(fn, repeat) * 1e3
 
 
 def side_by_side_us(ours: Callable[[], Any], ref: Callable[[], Any], repeat: int) -> tuple[float, float]:
@@ -235,7 +217,7 @@ def image_rows(repeat: int) -> dict[str, Any]:
 
 def bag_rows(frames: int) -> dict[str, Any]:
     from perception_nodes.io.bags import bag_summary, iter_messages
-    from perception_nodes.io.frames import default_topics, iter_frames
+    from perception_nodes.io.bag_source import iter_frames
     from perception_nodes.io.kitti import shared_data_dir
     from perception_nodes.io.kitti_bag import kitti_to_bag
     data = shared_data_dir() / 'kitti_raw_2011_09_26_seq'
@@ -259,7 +241,7 @@ def bag_rows(frames: int) -> dict[str, Any]:
             out[f'bag_read_{mode}_msgs_per_s'] = round(n / best, 1)
             out[f'bag_read_{mode}_mb_per_s'] = round(size / 1e6 / best, 1)
         t0 = time.perf_counter()
-        count = sum(1 for _ in iter_frames(bag, default_topics(bag)))
+        count = sum(1 for _ in iter_frames(bag))          # one BagSource: read, sync, assemble
         out['bag_frames_per_s'] = round(count / (time.perf_counter() - t0), 2)
     return out
 

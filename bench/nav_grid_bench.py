@@ -20,37 +20,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
-BUSY = 'import time\nend = time.monotonic() + {seconds}\nx = 0\nwhile time.monotonic() < end:\n    x += 1\n'
-
-
-@contextmanager
-def busy_core(seconds: float) -> Iterator[None]:
-    """Keep one core busy with a pure-Python loop in a subprocess (ends by itself after ``seconds``)."""
-    proc = subprocess.Popen([sys.executable, '-c', BUSY.format(seconds=float(seconds))])
-    try:
-        time.sleep(0.3)
-        yield
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    """Median wall time of ``fn()`` in milliseconds (after one warm-up call)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+from _timing import busy_core, median_ms
 
 
 def dedupe_float32(points: Any, spec: Any) -> Any:

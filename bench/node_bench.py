@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from _timing import start_busy_core
+
 ROOT = Path(__file__).resolve().parents[1]
-BUSY_LOOP = 'import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n    pass\n'
 
 
 class PassThrough:
@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument('--load', action='store_true', help='keep one core busy (a bounded subprocess)')
     ap.add_argument('--max-load-seconds', type=float, default=300.0)
     args = ap.parse_args(argv)
+    if args.repeat < 2:
+        ap.error('--repeat must be at least 2 (the first pass only warms up)')
 
     from PIL import Image as PILImage
 
@@ -142,8 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
     load = None
     if args.load:
-        load = subprocess.Popen([sys.executable, '-c', BUSY_LOOP.format(seconds=args.max_load_seconds)])
-        time.sleep(0.5)
+        load = start_busy_core(args.max_load_seconds)
     # who subscribes: everything (RViz with every display) or only the labeled cloud (a costmap layer)
     scenarios = {'all outputs': None, 'labeled_points only': lambda key: key == 'labeled_points'}
     results, published = {}, {}

@@ -30,8 +30,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import busy_core
+
 REPO = Path(__file__).resolve().parents[1]
-BUSY = 'import time\nend = time.monotonic() + {seconds}\nx = 0\nwhile time.monotonic() < end:\n    x += 1\n'
 NETWORK_STAGES = ('teacher', 'student', 'labeller_wait', 'total')
 
 
@@ -59,10 +60,9 @@ def child(args: argparse.Namespace) -> dict:
         overrides[key.strip()] = value
     clip = None
     if args.labeller == 'student':
-        from perception_nodes.cli.demo import fresh_student
         from perception_nodes.teacher.clip_models import ClipSpec, load_clip
         clip = load_clip(ClipSpec(model=args.clip_model, pretrained='none'))
-        overrides.update({'labeller.student': str(fresh_student(tmp, clip.embed_dim)),
+        overrides.update({'labeller.student': str(untrained_student(tmp, clip.embed_dim)),
                           'labeller.backend': 'onnxruntime'})
     config = with_overrides(PerceptionConfig(), overrides)
     t0 = time.perf_counter()
@@ -88,24 +88,29 @@ def child(args: argparse.Namespace) -> dict:
             'stages_over_100ms_p90': sorted(k for k, v in p90.items() if v > 100 and k not in NETWORK_STAGES)}
 
 
+def untrained_student(out: Path, embed_dim: int) -> Path:
+    """Export the deployable student with random weights (speed only) to ``out/student_untrained.onnx``."""
+    import torch
+
+    from perception_nodes.student.config import StudentConfig
+    from perception_nodes.student.export import export_onnx
+    from perception_nodes.student.model import build_student
+
+    torch.manual_seed(0)
+    config = StudentConfig.deployable(embed_dim=embed_dim, provenance={
+        'trained': False, 'labels_meaningful': False, 'note': 'random student of bench/replay_bench.py'})
+    return export_onnx(build_student(config).eval(), out / 'student_untrained.onnx')
+
+
 def run_case(src: Path, threads: int, network: int, loaded: bool, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, __file__, '--child', '--labeller', args.labeller, '--frames', str(args.frames),
            '--passes', str(args.passes), '--threads', str(threads), '--clip-model', args.clip_model,
            '--network-threads', str(network)] + [f'--set={pair}' for pair in args.set]
     env = {**os.environ, 'PYTHONPATH': str(src), 'PYTHONWARNINGS': 'ignore'}
-    busy = None
-    if loaded:
-        busy = subprocess.Popen([sys.executable, '-c', BUSY.format(seconds=args.busy_seconds)])
     start_load = os.getloadavg()[0]
-    try:
-        if busy is not None:
-            time.sleep(0.3)
+    with busy_core(args.busy_seconds, enabled=loaded):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=str(REPO),
                               timeout=args.busy_seconds)
-    finally:
-        if busy is not None:
-            busy.kill()
-            busy.wait()
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith('{')]
     if proc.returncode or not lines:
         return {'error': (proc.stderr.strip().splitlines() or ['failed'])[-1][:300]}

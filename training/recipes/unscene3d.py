@@ -18,7 +18,7 @@ student has no instance output.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -27,31 +27,24 @@ from torch import nn
 from perception_nodes.metrics import SCANNET_MIN_REGION_SIZE
 from training.data.sample import FrameSample
 from training.losses import LossSpec
-from training.losses.instance import TAU_DROP
+from training.losses.instance import InstanceLossConfig
 from training.models import InstanceHeadConfig, QueryMaskDecoder
 from training.models.taps import PointFeatureTap
 from training.recipes.base import PhaseContext, Recipe, RecipeError, RecipeParams
 from training.recipes.transforms import AugmentConfig, FrameTransform
 from training.self_training import MaskAdditionConfig, mask_addition
 
-_LOSS_KEYS = ('cost_bce', 'cost_dice', 'cost_objectness', 'weight_bce', 'weight_dice', 'weight_objectness',
-              'no_object_weight', 'drop_loss', 'tau_drop', 'mask_threshold')
+_LOSS_KEYS = tuple(f.name for f in fields(InstanceLossConfig))   # declared once, in InstanceLossConfig
 
 
 @dataclass
-class UnScene3DParams(RecipeParams):
-    """Matching / loss constants (Mask3D / CutLER defaults), decoder size, Mask Addition thresholds."""
+class UnScene3DParams(InstanceLossConfig, RecipeParams):
+    """Decoder size, Mask Addition thresholds and the inherited matching / loss constants.
 
-    cost_bce: float = 5.0
-    cost_dice: float = 2.0
-    cost_objectness: float = 2.0
-    weight_bce: float = 5.0
-    weight_dice: float = 2.0
-    weight_objectness: float = 2.0
-    no_object_weight: float = 0.1
-    drop_loss: bool = True
-    tau_drop: float = TAU_DROP
-    mask_threshold: float = 0.5
+    The loss constants (Mask3D / CutLER defaults) are declared once, as the fields of
+    :class:`~training.losses.instance.InstanceLossConfig`.
+    """
+
     num_queries: int = 32
     hidden: int = 64
     num_layers: int = 2
