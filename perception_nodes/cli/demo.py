@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from perception_nodes.cli.main import CliError
+from perception_nodes.cli.main import CliError, import_training
 from perception_nodes.cli.replay import add_pipeline_arguments, build_config
 
 DEFAULT_OUT = 'ovp-demo'
@@ -184,11 +184,7 @@ def _evaluate(bags: list[Path], pipeline: Any, out: Path, progress: bool) -> dic
 
 
 def _loop_module() -> Any:
-    try:
-        return importlib.import_module(LOOP_ENTRY)
-    except ImportError as exc:
-        raise CliError(f'the training package is not installed ({exc}): run `ovp demo --no-student`, or '
-                       'install the repository (`pip install -e .`) for the whole loop') from exc
+    return import_training(LOOP_ENTRY, 'the demo\'s training half (skip it with `ovp demo --no-student`)')
 
 
 def _export(checkpoint: Path, onnx: Path) -> Path:

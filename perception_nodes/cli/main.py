@@ -15,6 +15,7 @@ import importlib
 import signal
 import sys
 import threading
+from types import ModuleType
 
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -42,6 +43,29 @@ class Terminated(BaseException):
 
 def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
+
+
+def import_training(module: str, purpose: str) -> ModuleType:
+    """Import ``module`` of the training package (shipped beside perception_nodes), or a one-line CliError.
+
+    The offline half (pseudo-labels, training, the demo's loop) lives in ``training/``; a robot install
+    without its dependencies still runs every other subcommand.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise CliError(f'{purpose} needs {module}, which cannot be imported here ({exc}); install the '
+                       'repository with its dependencies (`make venv`, or `pip install -e .`)') from exc
+
+
+def add_training_arguments(parser: argparse.ArgumentParser, module: str) -> None:
+    """Add the arguments ``module`` declares; without it accept anything, so that run() explains."""
+    try:
+        entry = importlib.import_module(module)
+    except ImportError:
+        parser.add_argument('rest', nargs=argparse.REMAINDER)
+        return
+    entry.add_arguments(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,30 +9,15 @@ when it runs, and says so plainly when it is not installed.
 from __future__ import annotations
 
 import argparse
-import importlib
-from types import ModuleType
+
+from perception_nodes.cli.main import add_training_arguments, import_training
 
 ENTRY = 'training.store.cli'
 
 
-def _entry() -> ModuleType:
-    from perception_nodes.cli.main import CliError
-
-    try:
-        return importlib.import_module(ENTRY)
-    except ImportError as exc:
-        raise CliError(f'the training package is not installed ({exc}); install the repository with '
-                       '`pip install -e .` to make pseudo-labels') from exc
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        module = importlib.import_module(ENTRY)
-    except ImportError:   # run() explains; accept anything so the message is not a usage error
-        parser.add_argument('rest', nargs=argparse.REMAINDER)
-        return
-    module.add_arguments(parser)
+    add_training_arguments(parser, ENTRY)
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(_entry().run(args) or 0)
+    return int(import_training(ENTRY, 'ovp pseudo-label').run(args) or 0)

@@ -8,35 +8,18 @@ name only when it runs, and says so plainly when it is not installed.
 from __future__ import annotations
 
 import argparse
-import importlib
-from types import ModuleType
+
+from perception_nodes.cli.main import CliError, add_training_arguments, import_training
 
 TRAINING_ENTRY = 'training.train'
 
 
-def _entry() -> ModuleType:
-    from perception_nodes.cli.main import CliError
-
-    try:
-        return importlib.import_module(TRAINING_ENTRY)
-    except ImportError as exc:
-        raise CliError(f'the training package is not installed ({exc}); install the repository with '
-                       '`pip install -e .` to train') from exc
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    try:
-        module = importlib.import_module(TRAINING_ENTRY)
-    except ImportError:   # run() explains; accept anything so the message is not a usage error
-        parser.add_argument('rest', nargs=argparse.REMAINDER)
-        return
-    module.add_arguments(parser)
+    add_training_arguments(parser, TRAINING_ENTRY)
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception_nodes.cli.main import CliError
-
-    entry = _entry()
+    entry = import_training(TRAINING_ENTRY, 'ovp train')
     try:
         entry.run_training(args)
     except entry._errors() as exc:
