@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import argparse
 
-from perception_nodes.cli.main import CliError
+from perception_nodes.cli.main import CliError, add_bag_writer_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('src', help='KITTI raw drive, KITTI object root, or SemanticKITTI root / sequence')
     parser.add_argument('out', help='output bag folder (must not exist unless --overwrite)')
     parser.add_argument('--rate', type=float, default=10.0, metavar='HZ', help='frame rate (default 10)')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='bag storage')
+    add_bag_writer_arguments(parser)
     parser.add_argument('--max-frames', type=int, default=None, metavar='N', help='convert the first N only')
-    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
-    parser.add_argument('--quiet', action='store_true', help='no progress bar')
 
 
 def run(args: argparse.Namespace) -> int:

@@ -45,6 +45,13 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
+def add_bag_writer_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the flags every converter to a bag shares (``--storage``, ``--overwrite``, ``--quiet``)."""
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='bag storage')
+    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
+    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+
+
 def import_training(module: str, purpose: str) -> ModuleType:
     """Import ``module`` of the training package (shipped beside perception_nodes), or a one-line CliError.
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from perception_nodes.cli.main import CliError
+from perception_nodes.cli.main import CliError, add_bag_writer_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,9 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='convert the first N keyframe samples only')
     parser.add_argument('--sweeps', action='store_true',
                         help='also the non-keyframe camera and LiDAR records (needs sweeps/)')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='bag storage')
-    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
-    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_bag_writer_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from perception_nodes.cli.main import CliError
+from perception_nodes.vocabulary import BUILTIN_VOCABULARIES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,30 +31,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_input_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags choosing the bag's topics and length (replay, eval, pseudo-label)."""
     parser.add_argument('--lidar-topic', help='PointCloud2 topic (default: the only one in the bag)')
-    parser.add_argument('--camera-topics', help='comma-separated image topics (default: all with a '
-                                                'CameraInfo)')
+    parser.add_argument('--camera-topics',
+                        help='comma-separated image topics (default: all with a CameraInfo)')
     parser.add_argument('--max-frames', type=int, help='stop after N frames (0 = all)')
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the flags shared by every command that runs the pipeline (replay, demo, eval, pseudo-label)."""
-    parser.add_argument('--config', help='config YAML (plain or a ROS 2 params file; default: built-in '
-                                         'defaults)')
+    parser.add_argument('--config',
+                        help='config YAML (plain or a ROS 2 params file; default: built-in defaults)')
     parser.add_argument('--labeller', choices=('teacher', 'student', 'ensemble', 'none'),
                         help='who labels the points (default teacher)')
-    parser.add_argument('--student', help='student model for --labeller student/ensemble: .onnx, .engine or '
-                                          'a '
-                                          '.safetensors checkpoint')
+    parser.add_argument('--student',
+                        help='student model for --labeller student/ensemble: .onnx, .engine or a '
+                             '.safetensors checkpoint')
     parser.add_argument('--backend', choices=('auto', 'onnxruntime', 'tensorrt', 'torch'),
                         help='student inference backend (default auto)')
-    parser.add_argument('--clip-model', help='open_clip model name, e.g. ViT-B-32 (ovp-tiny: tiny random '
-                                             'model)')
-    parser.add_argument('--clip-pretrained', help="pretrained tag (openai, laion2b_s34b_b79k), weights "
-                                                  "file, or "
-                                                  "'none' (random weights: labels meaningless)")
-    parser.add_argument('--vocabulary', help='vocabulary name (semantickitti, nuscenes, scannet20, '
-                                             'scannet200, '
-                                             'sim), a YAML file, or class names "road,car,tree"')
+    parser.add_argument('--clip-model',
+                        help='open_clip model name, e.g. ViT-B-32 (ovp-tiny: tiny random model)')
+    parser.add_argument('--clip-pretrained', help="pretrained tag (openai, laion2b_s34b_b79k), weights file, "
+                                                  "or 'none' (random weights: labels meaningless)")
+    parser.add_argument('--vocabulary', help=f'vocabulary name ({", ".join(BUILTIN_VOCABULARIES)}), a YAML '
+                                             'file, or class names "road,car,tree"')
     parser.add_argument('--visibility', choices=('depth_buffer', 'superpixel', 'none'), help='occlusion test')
     parser.add_argument('--device', help='torch device (cpu, cuda, cuda:1)')
     parser.add_argument('--threads', type=int, help='torch intra-op threads of the geometry (default 1)')

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from perception_nodes.cli.main import CliError
+from perception_nodes.cli.main import CliError, add_bag_writer_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,9 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="aligned: axis-aligned points (mmdet3d exports, default); scan: ScanNet's frame")
     parser.add_argument('--rate', type=float, default=30.0, metavar='HZ',
                         help='frame rate that turns image frame numbers into stamps (default 30)')
-    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap', help='bag storage')
-    parser.add_argument('--overwrite', action='store_true', help='replace OUT if it exists')
-    parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_bag_writer_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
