@@ -21,7 +21,6 @@ Usage: python bench/io_bench.py [--frames N] [--repeat R] [--src DIR] [--bomb]
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import statistics
@@ -60,39 +59,9 @@ def side_by_side_us(ours: Callable[[], Any], ref: Callable[[], Any], repeat: int
 
 def load_reference() -> types.ModuleType | None:
     """``sensor_msgs_py.point_cloud2`` with rosbags classes as ``sensor_msgs.msg`` (None if absent)."""
-    from perception_nodes.io.messages import default_message_types
-    root = Path(os.environ.get('OVP_ROS2_PYTHON', REPO.parent / 'shared' / 'ros2-python'))
-    path = root / 'sensor_msgs_py' / 'point_cloud2.py'
-    if not path.is_file():
-        return None
-    msgs = default_message_types()
-    base = msgs.typestore.types['sensor_msgs/msg/PointCloud2']
-
-    class PointCloud2(base):  # type: ignore[misc, valid-type]
-        def __init__(self, **fields: Any) -> None:
-            full = vars(msgs.new('sensor_msgs/msg/PointCloud2'))
-            full.pop('__msgtype__', None)
-            full.update(fields)
-            super().__init__(**full)
-
-    names = ('sensor_msgs', 'sensor_msgs.msg', 'std_msgs', 'std_msgs.msg')
-    stubs = {name: types.ModuleType(name) for name in names}
-    stubs['sensor_msgs.msg'].PointCloud2 = PointCloud2
-    stubs['sensor_msgs.msg'].PointField = msgs.typestore.types['sensor_msgs/msg/PointField']
-    stubs['std_msgs.msg'].Header = msgs.typestore.types['std_msgs/msg/Header']
-    saved = {k: sys.modules.get(k) for k in stubs}
-    sys.modules.update(stubs)
-    try:
-        spec = importlib.util.spec_from_file_location('_ros2_reference_point_cloud2', path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                sys.modules.pop(k, None)
-            else:
-                sys.modules[k] = v
-    return module
+    sys.path.insert(0, str(REPO / 'test'))
+    from ros_harness.reference import load_point_cloud2_reference     # test/ros_harness: the one loader
+    return load_point_cloud2_reference()
 
 
 def pointcloud_rows(repeat: int) -> dict[str, Any]:

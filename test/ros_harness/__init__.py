@@ -36,7 +36,6 @@ What the stand-ins do NOT model (tests that depend on these need a ROS 2 machine
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 import sys
 import threading
@@ -48,9 +47,9 @@ from . import binding as _binding
 from . import messages as _messages
 from . import support as _support
 from . import tf2_core as _tf2_core
+from .reference import ENV_VAR, default_root
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ENV_VAR = 'OVP_ROS2_PYTHON'
 # the real packages loaded from the shared folder
 REAL_PACKAGES = ('rclpy', 'message_filters', 'tf2_ros', 'launch', 'launch_ros', 'launch_testing',
                  'sensor_msgs_py')
@@ -63,7 +62,7 @@ _REGISTRIES: dict[bool, _messages.MessageRegistry] = {}
 
 def ros2_python_path() -> Path:
     """Return where the ROS 2 Python layers are: ``$OVP_ROS2_PYTHON`` or ``<repo>/../shared/ros2-python``."""
-    return Path(os.environ.get(ENV_VAR) or (REPO_ROOT / '..' / 'shared' / 'ros2-python')).resolve()
+    return default_root()
 
 
 def message_registry(check_fields: bool = True) -> _messages.MessageRegistry:
