@@ -10,6 +10,8 @@ One module per job (README.md in this folder describes the command, the files an
 - :mod:`~training.store.shards`: hashes, folder layout, safetensors shards and their checksummed records.
 - :mod:`~training.store.build`: the rank loop (resume, skips, progress), worker processes.
 - :mod:`~training.store.index`: index.json and summary.json, merged from the chunk records.
-- :mod:`~training.store.dataset`: :class:`~training.store.dataset.PseudoLabelDataset` and ``StoreInfo``.
+- :mod:`~training.store.dataset`: :class:`~training.store.dataset.PseudoLabelDataset` and ``StoreMetadata``
+  (the index as the store records it; ``reader.trainer_info`` maps it to the trainer's
+  ``training.data.StoreInfo``).
 - :mod:`~training.store.cli`: the command line (``ovp pseudo-label``, ``python -m training.store``).
 """

@@ -1,4 +1,4 @@
-"""The PyTorch Dataset over a pseudo-label store, and the store-level information (:class:`StoreInfo`).
+"""The PyTorch Dataset over a pseudo-label store, and the store-level information (:class:`StoreMetadata`).
 
 :class:`PseudoLabelDataset` yields one sample per unit (a frame, or a scene of accumulated sweeps) as a
 dict; N points, M cameras, n points with a teacher feature, Q pseudo masks::
@@ -20,10 +20,10 @@ dict; N points, M cameras, n points with a teacher feature, Q pseudo masks::
     camera_index       (N,)           int64     first camera that sees the point, -1 none      [with images]
     pseudo_masks       (Q, N)         bool      UnScene3D class-agnostic pseudo masks           [optional]
     mask_scores        (Q,)           float32   their confidences                               [optional]
-    occupancy_target   (X, Y, Z)      uint8     POP-3D occupancy on ``StoreInfo.grid``          [optional]
+    occupancy_target   (X, Y, Z)      uint8     POP-3D occupancy on ``StoreMetadata.grid``          [optional]
     sweep              (N,)           int64     scenes: the sweep each point comes from         [optional]
 
-The optional fields every unit has are listed in ``StoreInfo.fields``. ``teacher_features`` are rebuilt
+The optional fields every unit has are listed in ``StoreMetadata.fields``. ``teacher_features`` are rebuilt
 from the stored low-resolution maps and projections exactly as the pipeline fused them
 (:class:`~training.pseudo.dense_targets.DenseTargets`). Memory is bounded: a sample reads only its own
 tensors from a memory-mapped shard (``safetensors.safe_open``), at most ``max_open_shards`` shards are open
@@ -54,7 +54,7 @@ OPTIONAL_FIELDS = ('gt_labels', 'gt_instances', 'teacher_index', 'teacher_featur
 
 
 @dataclass
-class StoreInfo:
+class StoreMetadata:
     """Store-level information for a trainer to check compatibility (from index.json + store.safetensors)."""
 
     class_names: list[str]
@@ -124,8 +124,8 @@ def load_index(root: str | os.PathLike) -> dict[str, Any]:
 
 
 def store_info(root: str | os.PathLike, index: dict[str, Any] | None = None,
-               verify: bool = True) -> StoreInfo:
-    """Return the :class:`StoreInfo` of a store (its metadata checked against the index with ``verify``)."""
+               verify: bool = True) -> StoreMetadata:
+    """Return the :class:`StoreMetadata` of a store (checked against the index with ``verify``)."""
     from safetensors.torch import load_file
     root = Path(root)
     index = index or load_index(root)
@@ -138,15 +138,17 @@ def store_info(root: str | os.PathLike, index: dict[str, Any] | None = None,
     if grids:
         g = next(iter(grids.values()))
         grid = GridSpec(tuple(g['lower']), tuple(g['upper']), tuple(g['shape']))
-    return StoreInfo(class_names=list(index['vocabulary']['classes']), text_embeddings=text,
-                     vocabulary_name=index['vocabulary']['name'], teacher=dict(index['teacher']),
-                     teacher_id=index['teacher_id'], config=index['config'], config_hash=index['config_hash'],
-                     store_hash=index['store_hash'], package_version=index['package_version'],
-                     seeds=dict(index['seeds']), bags=list(index['bags']), unit=index['unit'],
-                     label_source=index['label_source'], label_methods=list(index['label_methods']),
-                     fields=frozenset(index['fields']), grid=grid, num_samples=int(index['num_units']),
-                     class_counts={m: list(v) for m, v in index.get('class_counts', {}).items()},
-                     extra={'grids': grids, 'scene': index.get('scene')})
+    return StoreMetadata(class_names=list(index['vocabulary']['classes']), text_embeddings=text,
+                         vocabulary_name=index['vocabulary']['name'], teacher=dict(index['teacher']),
+                         teacher_id=index['teacher_id'], config=index['config'],
+                         config_hash=index['config_hash'],
+                         store_hash=index['store_hash'], package_version=index['package_version'],
+                         seeds=dict(index['seeds']), bags=list(index['bags']), unit=index['unit'],
+                         label_source=index['label_source'], label_methods=list(index['label_methods']),
+                         fields=frozenset(index['fields']), grid=grid,
+                         num_samples=int(index['num_units']),
+                         class_counts={m: list(v) for m, v in index.get('class_counts', {}).items()},
+                         extra={'grids': grids, 'scene': index.get('scene')})
 
 
 def decode_images(arrays: list[np.ndarray]) -> np.ndarray:

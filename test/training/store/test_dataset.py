@@ -1,4 +1,4 @@
-"""The Dataset over a store: each field with its dtype and shape, known answers, bounded memory, StoreInfo."""
+"""The Dataset over a store: each field (dtype, shape), known answers, bounded memory, StoreMetadata."""
 from __future__ import annotations
 
 import json
