@@ -34,6 +34,7 @@ from perception_nodes.evaluation.summary import (PROTOCOL_TEXT, SummaryContext, 
                                                  summarize)
 from perception_nodes.evaluation.truth import TruthMapper, load_masks, resolve_label_map
 from perception_nodes.frame import Frame
+from perception_nodes.hashing import file_sha256
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs
 
 BAGS_DIR, STATE_NAME = 'bags', 'state.json'
@@ -56,14 +57,6 @@ def _bag_files_identity(bag: Path) -> list[Any]:
     files = sorted(f for f in bag.rglob('*') if f.is_file()) if bag.is_dir() else [bag]
     return [[str(f.relative_to(bag)) if bag.is_dir() else f.name, f.stat().st_size, f.stat().st_mtime_ns]
             for f in files]
-
-
-def _sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _clean(obj: Any) -> Any:
@@ -107,7 +100,7 @@ class _Evaluation:
         self.unseen = tuple(unseen)
         self.mapper = TruthMapper(self.label_map)
         self.masks = load_masks(options.masks) if options.masks else None
-        self.masks_sha = _sha256(options.masks) if options.masks else ''
+        self.masks_sha = file_sha256(options.masks) if options.masks else ''
         self.student_grid = _student_grid(pipeline)
         self.provenance = pipeline.provenance()
         self.retrieval_note = ''

@@ -19,7 +19,6 @@ of the CameraInfo size, are left out and said in ``Outputs.notes``; points nobod
 from __future__ import annotations
 
 import gc
-import hashlib
 import threading
 import time
 import warnings
@@ -36,6 +35,7 @@ from perception_nodes.config import PerceptionConfig
 from perception_nodes.frame import CameraView, Frame
 from perception_nodes.geometry.projection import project_points
 from perception_nodes.geometry.visibility import VisibilityConfig, visible_mask
+from perception_nodes.hashing import file_sha256
 from perception_nodes.outputs import UNKNOWN_LABEL, Outputs, Projections
 from perception_nodes.geometry.voxels import voxelize
 from perception_nodes.overlay import default_palette, label_overlay_layout, paint_labels
@@ -71,14 +71,9 @@ class _Timer:
 
 
 def _sha256(path: str | Path) -> str:
+    """sha256 of a weights file, or of a checkpoint folder's ``model.safetensors``."""
     p = Path(path)
-    if p.is_dir():
-        p = p / 'model.safetensors'
-    digest = hashlib.sha256()
-    with open(p, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(p / 'model.safetensors' if p.is_dir() else p)
 
 
 class Pipeline:

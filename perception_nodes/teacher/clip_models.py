@@ -10,7 +10,6 @@ is imported by the functions that need it, so a geometry-only or student-only pr
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from dataclasses import dataclass
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+from perception_nodes.hashing import file_sha256
 
 CACHE_ENV = 'OVP_CLIP_CACHE'
 RANDOM_TAGS = ('none', 'random', '')
@@ -80,14 +81,6 @@ class LoadedClip:
         if self.kind == 'vit':
             return int(self.model.visual.patch_size[0])
         return 32
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _flat_weights_name(model: str, tag: str) -> str:
@@ -227,7 +220,7 @@ def load_clip(spec: ClipSpec) -> LoadedClip:
         weights = Path(tag).expanduser()
         if not weights.is_file():
             raise WeightsUnavailableError(f'CLIP weights file not found: {weights}')
-        identity = f'{name}:sha256:{_sha256(weights)}'
+        identity = f'{name}:sha256:{file_sha256(weights)}'
     else:
         weights, cfg = resolve_pretrained(name, tag, cache_dir, offline=spec.offline)
         identity = f'{name}:{tag}'

@@ -33,25 +33,16 @@ import numpy as np
 import torch
 
 from perception_nodes.atomic import atomic_write, atomic_write_text
+from perception_nodes.hashing import file_sha256
 
 INDEX_NAME, SUMMARY_NAME, META_NAME = 'index.json', 'summary.json', 'store.safetensors'
 SHARDS_DIR, RUNS_DIR = 'shards', 'runs'
 FORMAT = 'ovp-pseudo-label-store'
 FORMAT_VERSION = 1
-_BLOCK = 1 << 20
 
 
 class StoreCorruptError(ValueError):
     """A store file does not match its recorded sha256 (or is unreadable): it is never read silently."""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """sha256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(_BLOCK), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def bag_content_hash(path: str | os.PathLike) -> str:

@@ -5,17 +5,10 @@ import hashlib
 import os
 from pathlib import Path
 
+from perception_nodes.hashing import file_sha256
 from perception_nodes.student.backends.base import BackendConfig
 
 DEFAULT_CACHE = Path(os.environ.get('OVP_CACHE', Path.home() / '.cache' / 'ovp')) / 'student'
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(1 << 20), b''):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def cache_dir(config: BackendConfig) -> Path:
@@ -38,7 +31,7 @@ def ensure_onnx(config: BackendConfig, checkpoint: str | os.PathLike | None) -> 
     if config.onnx_path:
         target = Path(config.onnx_path)
     else:
-        key = hashlib.sha256(f'{sha256_file(checkpoint_paths(checkpoint)[0])}|{count}|'
+        key = hashlib.sha256(f'{file_sha256(checkpoint_paths(checkpoint)[0])}|{count}|'
                              f'{config.voxel_features}'.encode()).hexdigest()[:16]
         target = cache_dir(config) / f'student-{key}.onnx'
         if target.is_file():

@@ -18,7 +18,8 @@ import numpy as np
 from perception_nodes.student.backends.base import BackendConfig, StudentBackend
 from perception_nodes.student.backends.engine_cache import (EngineMeta, cached_engine_path, stale_reason,
                                                             write_engine)
-from perception_nodes.student.backends.onnx_cache import cache_dir, ensure_onnx, sha256_file
+from perception_nodes.hashing import file_sha256
+from perception_nodes.student.backends.onnx_cache import cache_dir, ensure_onnx
 from perception_nodes.student.export import read_onnx_metadata
 from perception_nodes.student.padding import PaddedPoints
 
@@ -39,7 +40,7 @@ def import_tensorrt():
 def current_meta(onnx_path: str | os.PathLike, fp16: bool, device: int = 0) -> EngineMeta:
     import torch
     trt = import_tensorrt()
-    return EngineMeta(onnx_sha256=sha256_file(onnx_path), trt_version=trt.__version__,
+    return EngineMeta(onnx_sha256=file_sha256(onnx_path), trt_version=trt.__version__,
                       gpu_name=torch.cuda.get_device_name(device), fp16=bool(fp16))
 
 
