@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from perception_nodes.io.fields import byte_buffer, non_negative_int
+from perception_nodes.io.jpeg import jpeg_size
 from perception_nodes.io.messages import MessageTypes, default_message_types
 
 __all__ = ['ENCODINGS', 'MAX_PIXELS', 'image_to_array', 'image_to_rgb', 'compressed_to_rgb',
@@ -124,7 +125,6 @@ def _depth_header(data: np.ndarray) -> tuple[np.ndarray, float, float]:
 
 _PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}          # IHDR colour type -> decoded channels
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}   # SOF0..SOF15 (not DHT, JPG, DAC)
 
 
 def _png_size(data: np.ndarray) -> tuple[int, int]:
@@ -140,33 +140,9 @@ def _png_size(data: np.ndarray) -> tuple[int, int]:
 
 
 def _jpeg_size(data: np.ndarray) -> tuple[int, int]:
-    """(height, width) from the first SOF segment, walking the marker segments (no decoding)."""
-    mv = memoryview(data)
-    n, i = len(mv), 2
-    while i + 4 <= n:
-        if mv[i] != 0xFF:
-            raise ValueError(f'corrupt JPEG: no marker at byte {i}')
-        marker = mv[i + 1]
-        if marker == 0xFF:                                   # fill byte
-            i += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:         # TEM, RSTn: no length
-            i += 2
-            continue
-        if marker in (0xD9, 0xDA):
-            break                                            # EOI / SOS before any frame header
-        length = (mv[i + 2] << 8) | mv[i + 3]
-        if length < 2:
-            raise ValueError(f'corrupt JPEG: segment length {length} at byte {i}')
-        if marker in _JPEG_SOF:
-            if i + 9 > n or length < 8:
-                raise ValueError('JPEG frame header (SOF) truncated')
-            height, width = (mv[i + 5] << 8) | mv[i + 6], (mv[i + 7] << 8) | mv[i + 8]
-            if height == 0 or width == 0:
-                raise ValueError(f'JPEG header: size {width}x{height} is not supported')
-            return height, width
-        i += 2 + length
-    raise ValueError('JPEG without a frame header (SOF) (truncated or corrupt)')
+    """(height, width) from the JPEG frame header (:func:`perception_nodes.io.jpeg.jpeg_size`)."""
+    width, height = jpeg_size(data)
+    return height, width
 
 
 def _codec(fmt: str, data: np.ndarray) -> str:
