@@ -208,3 +208,26 @@ def rclpy_init(ros_harness):
     rclpy.init(args=[])
     yield rclpy
     rclpy.try_shutdown()
+
+
+# -- Frames compared field by field (the bag route against the node route, a node against its reference) --
+def assert_frames_equal(a, b) -> None:
+    """Assert two Frames are the same: stamp, frame, points, intensity, truth, cameras (all fields)."""
+    assert (a.stamp_ns, a.frame_id, a.missing_cameras) == (b.stamp_ns, b.frame_id, b.missing_cameras)
+    for name in ('points', 'intensity', 'labels', 'instances'):
+        x, y = getattr(a, name), getattr(b, name)
+        assert (x is None) == (y is None) and (x is None or np.array_equal(x, y)), name
+    assert [v.name for v in a.cameras] == [v.name for v in b.cameras]
+    for u, v in zip(a.cameras, b.cameras):
+        assert u.stamp_ns == v.stamp_ns and np.array_equal(u.image, v.image)
+        assert np.array_equal(u.T_cam_lidar, v.T_cam_lidar)
+        for field in ('frame_id', 'width', 'height', 'distortion_model'):
+            assert getattr(u.model, field) == getattr(v.model, field)
+        for field in ('K', 'D', 'R', 'P'):
+            assert np.array_equal(getattr(u.model, field), getattr(v.model, field))
+
+
+@pytest.fixture(scope='session')
+def frames_equal():
+    """Return :func:`assert_frames_equal` (test modules cannot import a conftest in importlib mode)."""
+    return assert_frames_equal

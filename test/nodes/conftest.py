@@ -275,25 +275,6 @@ def statuses(array: Any) -> dict[str, tuple[int, str, dict[str, str]]]:
     return out
 
 
-def assert_frames_equal(a: Any, b: Any, exact_transforms: bool = True) -> None:
-    """Two Frames are the same: stamp, frame, points, intensity, cameras (images, models, extrinsics)."""
-    assert (a.stamp_ns, a.frame_id, a.missing_cameras) == (b.stamp_ns, b.frame_id, b.missing_cameras)
-    for name in ('points', 'intensity', 'labels', 'instances'):
-        x, y = getattr(a, name), getattr(b, name)
-        assert (x is None) == (y is None) and (x is None or np.array_equal(x, y)), name
-    assert [v.name for v in a.cameras] == [v.name for v in b.cameras]
-    for u, v in zip(a.cameras, b.cameras):
-        assert u.stamp_ns == v.stamp_ns and np.array_equal(u.image, v.image)
-        if exact_transforms:
-            assert np.array_equal(u.T_cam_lidar, v.T_cam_lidar)
-        else:
-            assert np.allclose(u.T_cam_lidar, v.T_cam_lidar, atol=1e-12)
-        for field in ('frame_id', 'width', 'height', 'distortion_model'):
-            assert getattr(u.model, field) == getattr(v.model, field)
-        for field in ('K', 'D', 'R', 'P'):
-            assert np.array_equal(getattr(u.model, field), getattr(v.model, field))
-
-
 @pytest.fixture(scope='session')
 def kit():
     """Return this module: helpers and constants (test modules cannot import a conftest in importlib mode)."""
